@@ -1,0 +1,45 @@
+/*
+ * client.h - the HTTP client over libcurl, for JSON REST calls.
+ *
+ * A client holds one curl easy handle (keep-alive across calls) and
+ * belongs to one thread at a time.
+ */
+#ifndef SHOAL_CLIENT_H
+#define SHOAL_CLIENT_H
+
+#include <jansson.h>
+#include "err.h"
+
+struct shoal_client;
+
+/* A new client for base_url ("http://127.0.0.1:8080", no trailing slash
+ * needed).  timeout: seconds for a whole call (0: 30).  NULL on ENOMEM. */
+struct shoal_client *shoal_client_new(const char *base_url, long timeout);
+void shoal_client_free(struct shoal_client *c);
+
+/* Bearer token sent with every later call (copied; NULL clears it). */
+void shoal_client_set_bearer(struct shoal_client *c, const char *token);
+
+/* Source address to connect from (e.g. "127.0.0.2"), or NULL. */
+void shoal_client_set_source(struct shoal_client *c, const char *ip);
+
+/*
+ * One call: method ("GET", "POST", "PUT", "DELETE"), path ("/v1/users",
+ * query string included), optional JSON body (borrowed).
+ * On a 2xx answer returns 0 and, when the answer has a JSON body, a new
+ * reference in *reply (NULL otherwise; reply may be NULL to ignore it).
+ * On any other answer returns -1 with err filled from the error body
+ * (shoal_err_from_json) and err->status the HTTP status; on a transport
+ * failure -1 with SHOAL_ENET.  *status (may be NULL) gets the HTTP status
+ * or 0.
+ */
+int shoal_client_call(struct shoal_client *c, const char *method,
+                      const char *path, const json_t *body, json_t **reply,
+                      int *status, struct shoal_err *err);
+
+/* The value of a header of the last answer (borrowed until the next
+ * call), or NULL. */
+const char *shoal_client_header(const struct shoal_client *c,
+                                const char *name);
+
+#endif

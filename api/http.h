@@ -1,0 +1,151 @@
+/*
+ * http.h - the HTTP server wrapper over libmicrohttpd.
+ *
+ * One epoll daemon with a thread pool; a route table of
+ * {method, pattern, flags, handler}; unknown paths get 404, known paths
+ * with another method 405.  Route flags do the shared work before the
+ * handler runs: authenticate the Bearer session (through the app's auth
+ * callback), check the admin token, read and parse the JSON body with a
+ * size limit.  Every handler has one shape:
+ *
+ *   int h_thing(struct shoal_req *req, json_t **reply, struct shoal_err *err);
+ *
+ * returning 0 with a new reference in *reply (or with a raw body set by
+ * shoal_req_set_body), or -1 with err set.  One function writes every error
+ * response: {"error":{"code":…,"message":…}}.
+ *
+ * Responses are queued on a later access-handler call than the first, as
+ * libmicrohttpd's examples do, so keep-alive holds (see BASELINES.md).
+ */
+#ifndef SHOAL_HTTP_H
+#define SHOAL_HTTP_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "err.h"
+
+#define SHOAL_IP_MAX 48                 /* fits any IPv6 text form */
+#define SHOAL_REQ_ID_LEN 16             /* hex characters */
+#define SHOAL_MAX_PARAMS 4
+
+enum shoal_route_flags {
+    SHOAL_ROUTE_AUTH = 1 << 0,   /* Bearer session, checked by opts.auth */
+    SHOAL_ROUTE_JSON = 1 << 1,   /* body must be a JSON object */
+    SHOAL_ROUTE_ADMIN = 1 << 2,  /* Bearer must be the admin token */
+};
+
+struct shoal_req;
+
+typedef int (*shoal_handler)(struct shoal_req *req, json_t **reply,
+                             struct shoal_err *err);
+
+struct shoal_route {
+    const char *method;      /* "GET", "POST", … ("GET" also answers HEAD) */
+    const char *pattern;     /* "/v1/sessions/{sid}": {x} matches a segment */
+    unsigned flags;
+    shoal_handler fn;
+};
+
+/*
+ * The auth callback checks the Bearer token of a SHOAL_ROUTE_AUTH route
+ * (never NULL nor empty) for the client address req->ip.  On success it
+ * may store what it learned with shoal_req_set_user and returns 0; on
+ * failure it returns -1 with err set (and may ask for the connection to be
+ * closed with shoal_req_close).
+ */
+typedef int (*shoal_auth_fn)(struct shoal_req *req, const char *bearer,
+                             struct shoal_err *err);
+
+/* Called once per finished request, for metrics.  route is NULL for 404s.
+ * secs is the time from the first byte of headers seen by the handler to
+ * the response being queued. */
+typedef void (*shoal_observe_fn)(void *app, const struct shoal_route *route,
+                                 const char *method, int status, double secs);
+
+struct shoal_server_opts {
+    const char *listen;              /* "127.0.0.1:8080", "[::1]:8080" */
+    unsigned threads;                /* thread pool size (0: 2) */
+    unsigned max_connections;        /* above it new connections are refused */
+    unsigned idle_timeout;           /* seconds without any byte: closed */
+    unsigned request_timeout;        /* seconds for a whole request to
+                                        arrive (headers and body): closed */
+    size_t body_limit;               /* bytes; above it 413 */
+    const char *trusted_proxies;     /* comma-separated addresses, or NULL */
+    const char *admin_token;         /* NULL: admin routes answer 403 */
+    const struct shoal_route *routes;
+    size_t nroutes;
+    shoal_auth_fn auth;
+    shoal_observe_fn observe;
+    void *app;                       /* handed back by shoal_req_app */
+    const char *server_header;       /* e.g. "shoal-broker/0.1" */
+    const char *extra_header_name;   /* a header added to every response */
+    const char *extra_header_value;  /*   (e.g. X-Broker-Id), or NULL */
+};
+
+struct shoal_server;
+
+/* Start serving.  New server, or NULL with err set (address in use, bad
+ * listen address). */
+struct shoal_server *shoal_server_start(const struct shoal_server_opts *opts,
+                                        struct shoal_err *err);
+
+/* The port actually bound (useful with port 0). */
+unsigned shoal_server_port(const struct shoal_server *srv);
+
+/* Number of open connections now. */
+unsigned shoal_server_connections(const struct shoal_server *srv);
+
+/* Stop accepting, finish, free.  Accepts NULL. */
+void shoal_server_stop(struct shoal_server *srv);
+
+/* Canonical text of an IP address given as text (IPv4-mapped IPv6 shown
+ * as IPv4) into out.  -1 when s is not an IP address. */
+int shoal_ip_canonical(const char *s, char out[SHOAL_IP_MAX]);
+
+/* --- inside a handler --- */
+
+/* The route's path parameter {name}, percent-decoded (borrowed), or NULL. */
+const char *shoal_req_param(const struct shoal_req *req, const char *name);
+/* A query-string argument (borrowed), or NULL. */
+const char *shoal_req_query(const struct shoal_req *req, const char *name);
+/* A request header (borrowed), or NULL. */
+const char *shoal_req_header(const struct shoal_req *req, const char *name);
+/* The parsed JSON body of a SHOAL_ROUTE_JSON route (borrowed), or NULL. */
+json_t *shoal_req_body(const struct shoal_req *req);
+/* Parse the body as a JSON object (for routes whose body is optional and
+ * so do not use SHOAL_ROUTE_JSON).  New reference in *out, or -1 with err
+ * set: 415 for a content type other than application/json, 400 for
+ * malformed JSON or a value that is not an object. */
+int shoal_req_parse_json(struct shoal_req *req, json_t **out,
+                         struct shoal_err *err);
+/* The raw body and its length (borrowed; NUL-terminated). */
+const char *shoal_req_raw_body(const struct shoal_req *req, size_t *len);
+/* The client's address: the TCP peer, or from X-Forwarded-For when the
+ * peer is a trusted proxy.  Textual, IPv4-mapped IPv6 shown as IPv4. */
+const char *shoal_req_ip(const struct shoal_req *req);
+/* This request's id (also sent as X-Request-Id). */
+const char *shoal_req_id(const struct shoal_req *req);
+const char *shoal_req_method(const struct shoal_req *req);
+const struct shoal_route *shoal_req_route(const struct shoal_req *req);
+/* The app pointer of the server options. */
+void *shoal_req_app(const struct shoal_req *req);
+
+/* What the auth callback learned (e.g. a session); borrowed until the
+ * request ends; free_fn (may be NULL) releases it then. */
+void shoal_req_set_user(struct shoal_req *req, void *user,
+                        void (*free_fn)(void *));
+void *shoal_req_user(const struct shoal_req *req);
+
+/* The status of a successful JSON reply (default 200). */
+void shoal_req_set_status(struct shoal_req *req, int status);
+/* Add a response header (copied). */
+void shoal_req_add_header(struct shoal_req *req, const char *name,
+                          const char *value);
+/* Reply with a raw body instead of JSON (copied). */
+int shoal_req_set_body(struct shoal_req *req, int status,
+                       const char *content_type, const char *body, size_t len);
+/* Close the connection after this response. */
+void shoal_req_close(struct shoal_req *req);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * opts.c - the options of a command: --name VALUE, --name=VALUE, --switch.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "peer.h"
+
+int pr_usage_err(struct shoal_err *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err) {
+        err->code = SHOAL_EINVAL;
+        err->status = 0;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+        va_end(ap);
+    }
+    return PR_USAGE;
+}
+
+static const struct pr_opt *find_opt(const struct pr_opt *opts,
+                                     const char *name, size_t len)
+{
+    for (; opts && opts->name; opts++)
+        if (strlen(opts->name) == len && strncmp(opts->name, name, len) == 0)
+            return opts;
+    return NULL;
+}
+
+int pr_opts_parse(const struct pr_opt *opts, int argc, char **argv,
+                  struct shoal_err *err)
+{
+    int n = 0;
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const struct pr_opt *o;
+        const char *eq;
+        size_t len;
+
+        if (strcmp(arg, "--") == 0) {
+            for (i++; i < argc; i++)
+                argv[++n] = argv[i];
+            break;
+        }
+        if (arg[0] != '-' || arg[1] == '\0') {
+            argv[++n] = argv[i];
+            continue;
+        }
+        if (arg[1] != '-')
+            return pr_usage_err(err, "unknown option '%s' of '%s'", arg,
+                                argv[0]);
+        eq = strchr(arg + 2, '=');
+        len = eq ? (size_t)(eq - (arg + 2)) : strlen(arg + 2);
+        o = find_opt(opts, arg + 2, len);
+        if (!o)
+            return pr_usage_err(err, "unknown option '%.*s' of '%s'",
+                                (int)len + 2, arg, argv[0]);
+        if (o->flag) {
+            if (eq)
+                return pr_usage_err(err, "option '--%s' takes no value",
+                                    o->name);
+            *o->flag = 1;
+        } else if (eq) {
+            *o->value = eq + 1;
+        } else if (i + 1 < argc) {
+            *o->value = argv[++i];
+        } else {
+            return pr_usage_err(err, "option '--%s' needs a value", o->name);
+        }
+    }
+    return n;
+}
+
+int pr_opts_none(int argc, char **argv, struct shoal_err *err)
+{
+    int n = pr_opts_parse(NULL, argc, argv, err);
+
+    if (n < 0)
+        return n;
+    if (n > 0)
+        return pr_usage_err(err, "'%s' takes no arguments (got '%s')",
+                            argv[0], argv[1]);
+    return 0;
+}

@@ -1,0 +1,149 @@
+/*
+ * peer.h - what the files of bin/shoal share: the context a command runs
+ * in, the command functions of the table in main.c, option parsing, output
+ * and the broker session (session.c).
+ *
+ * A command has one shape, as git's builtins do:
+ *
+ *   int pr_cmd_thing(struct pr_ctx *ctx, int argc, char **argv,
+ *                    struct shoal_err *err);
+ *
+ * argv[0] is the command's name.  It returns 0 when done (its output
+ * already printed), -1 with err set, or PR_USAGE with err set when the
+ * command line is wrong.  main.c turns err into the exit code and prints
+ * it, always in the same way.
+ */
+#ifndef PR_PEER_H
+#define PR_PEER_H
+
+#include <jansson.h>
+
+#include "client.h"
+#include "err.h"
+#include "identity.h"
+
+#define PR_VERSION "0.1.0"
+
+/* Returned by a command (and pr_opts_parse) for a wrong command line. */
+#define PR_USAGE (-2)
+
+/* Exit codes of bin/shoal (spec.md). */
+enum pr_exit {
+    PR_EXIT_OK = 0,
+    PR_EXIT_BROKER = 1,     /* failure reported by the broker */
+    PR_EXIT_USAGE = 2,      /* wrong command line */
+    PR_EXIT_AUTH = 3,       /* 401 or 403 */
+    PR_EXIT_NOTFOUND = 4,   /* 404 or 410 */
+    PR_EXIT_CONFLICT = 5,   /* 409, or an identity that already exists */
+    PR_EXIT_NET = 6,        /* the broker could not be reached */
+    PR_EXIT_LOCAL = 7       /* identity, file or other local failure */
+};
+
+/* Set-up main.c does before a command runs (flags of the command table).
+ * Commands connect themselves (pr_call), after checking their arguments. */
+enum pr_cmd_flags {
+    PR_RUN_IDENTITY = 1 << 0    /* load the identity into ctx->id */
+};
+
+struct pr_ctx {
+    char *identity_path;          /* resolved path of the identity file */
+    char *session_path;           /* "<identity_path>.session" */
+    int json;                     /* --json: one JSON object on stdout */
+    struct pr_identity *id;       /* loaded identity, or NULL */
+    struct shoal_client *client;  /* client of id->broker, or NULL */
+    struct pr_session session;    /* the session the client uses */
+    int have_session;             /* 1 when session holds a live session */
+    int logged_in;                /* 1 when this run opened that session */
+    int relogged;                 /* 1 once a call has logged in again */
+};
+
+typedef int (*pr_cmd_fn)(struct pr_ctx *ctx, int argc, char **argv,
+                         struct shoal_err *err);
+
+/* The commands (one file each, cmd_<verb>.c). */
+int pr_cmd_register(struct pr_ctx *ctx, int argc, char **argv,
+                    struct shoal_err *err);
+int pr_cmd_login(struct pr_ctx *ctx, int argc, char **argv,
+                 struct shoal_err *err);
+int pr_cmd_logout(struct pr_ctx *ctx, int argc, char **argv,
+                  struct shoal_err *err);
+int pr_cmd_whoami(struct pr_ctx *ctx, int argc, char **argv,
+                  struct shoal_err *err);
+int pr_cmd_sessions(struct pr_ctx *ctx, int argc, char **argv,
+                    struct shoal_err *err);
+int pr_cmd_trust(struct pr_ctx *ctx, int argc, char **argv,
+                 struct shoal_err *err);
+
+/* --- options (opts.c) --- */
+
+/*
+ * One option of a command: "--name VALUE" (and "--name=VALUE") when value
+ * is set, a switch "--name" when flag is set.  A table ends with a NULL
+ * name.
+ */
+struct pr_opt {
+    const char *name;      /* without the dashes: "broker" */
+    const char **value;    /* receives the value (borrowed from argv) */
+    int *flag;             /* set to 1 when the switch is present */
+};
+
+/*
+ * Parse the options of argv[1..argc-1] (argv[0] is the command's name).
+ * The other arguments are moved, in order, to argv[1..n]; "--" ends the
+ * options.  Returns n, or PR_USAGE with err set on an unknown option or a
+ * missing value.
+ */
+int pr_opts_parse(const struct pr_opt *opts, int argc, char **argv,
+                  struct shoal_err *err);
+
+/* For a command without options nor arguments: 0, or PR_USAGE with err
+ * set when argv has more than the command's name. */
+int pr_opts_none(int argc, char **argv, struct shoal_err *err);
+
+/* Fill err for a wrong command line; always returns PR_USAGE. */
+int pr_usage_err(struct shoal_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* --- output (main.c) --- */
+
+/* Print v as one line of compact JSON on stdout.  v is borrowed.
+ * -1 with SHOAL_EIO when stdout cannot be written. */
+int pr_json_print(const json_t *v, struct shoal_err *err);
+
+/* Print "shoal: warning: <message>" on stderr (never with secrets). */
+void pr_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* --- the broker session (session.c) --- */
+
+/*
+ * Connect to the broker of ctx->id with a live Bearer session: the cached
+ * session when it has not expired, else a new one (POST /v1/sessions),
+ * which is cached.  Returns the client, borrowed (owned by ctx and freed
+ * by pr_ctx_release), or NULL with err set.
+ */
+struct shoal_client *pr_connect(struct pr_ctx *ctx, struct shoal_err *err);
+
+/*
+ * Log in to the broker of ctx->id (POST /v1/sessions), make the client
+ * use the new session and cache it.  Creates ctx->client when it is NULL.
+ * On success, reply (may be NULL) gets the broker's answer, a new
+ * reference.
+ */
+int pr_login(struct pr_ctx *ctx, json_t **reply, struct shoal_err *err);
+
+/*
+ * One authenticated call on ctx->client (see shoal_client_call).  When the
+ * broker says the session expired, is unknown (revoked) or is bound to
+ * another address, logs in again once and repeats the call.
+ */
+int pr_call(struct pr_ctx *ctx, const char *method, const char *path,
+            const json_t *body, json_t **reply, struct shoal_err *err);
+
+/* Free what ctx holds (client, identity, paths). */
+void pr_ctx_release(struct pr_ctx *ctx);
+
+/* Turn a failure to read an answer of the broker (a missing or mistyped
+ * field) into SHOAL_EPROTO naming the call.  Always returns -1. */
+int pr_err_answer(struct shoal_err *err, const char *what);
+
+#endif
