@@ -19,6 +19,7 @@
  * trickles bytes.
  */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -45,6 +46,7 @@
 struct conn {
     struct conn *prev, *next;
     int fd;
+    int refused;            /* over max_connections: answered 503 */
     double deadline;        /* monotonic; 0 when no request is arriving */
 };
 
@@ -52,7 +54,7 @@ struct shoal_server {
     struct MHD_Daemon *d;
     struct shoal_server_opts o;
     unsigned port;
-    atomic_uint nconn;
+    atomic_uint nconn;      /* served connections (refused ones not) */
     char proxies[MAX_PROXIES][SHOAL_IP_MAX];
     int nproxies;
     pthread_mutex_t lock;   /* guards conns */
@@ -482,7 +484,8 @@ static void set_deadline(struct shoal_server *srv, struct MHD_Connection *c,
     if (k == NULL)
         return;
     pthread_mutex_lock(&srv->lock);
-    k->deadline = deadline;
+    if (!k->refused)
+        k->deadline = deadline;
     pthread_mutex_unlock(&srv->lock);
 }
 
@@ -514,6 +517,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     struct shoal_req *r = *con_cls;
     (void)version;
 
+    struct conn *k = conn_of(c);
+    if (k != NULL && k->refused)
+        return MHD_NO;                     /* answered 503 already: close */
     if (r == NULL) {                       /* on_uri could not allocate */
         r = on_uri(srv, url, c);
         if (r == NULL)
@@ -578,6 +584,30 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         set_deadline(srv, c, 0);
 }
 
+/* Answer a connection over the limit at once and close it: a clear 503
+ * rather than a client left waiting in the listen backlog. */
+static void refuse(struct conn *k)
+{
+    static const char body[] =
+        "{\"error\":{\"code\":\"unavailable\","
+        "\"message\":\"too many connections, retry later\"}}";
+    char msg[256];
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 503 Service Unavailable\r\n"
+                     "Content-Type: application/json\r\n"
+                     "Retry-After: 1\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s", sizeof body - 1, body);
+    k->refused = 1;
+    /* Nothing has been read or written on this socket yet, and a few
+     * hundred bytes fit its empty send buffer. */
+    if (send(k->fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        shoal_log(SHOAL_LOG_DEBUG, NULL, "refused connection gone already");
+    shutdown(k->fd, SHUT_WR);
+    /* The watchdog closes it for good a moment later; a request that
+     * arrives meanwhile is dropped by on_access. */
+    k->deadline = shoal_mono() + 1.0;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **sctx,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -585,16 +615,23 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **sctx,
 
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         struct conn *k = calloc(1, sizeof *k);
-        atomic_fetch_add(&srv->nconn, 1);
-        if (k == NULL)
-            return;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (k == NULL) {
+            if (ci)
+                shutdown(ci->connect_fd, SHUT_RDWR);
+            return;
+        }
         k->fd = ci ? ci->connect_fd : -1;
-        /* Until a request line arrives, the client has request_timeout to
-         * start one (idle_timeout also applies). */
-        k->deadline = srv->o.request_timeout
-                          ? shoal_mono() + srv->o.request_timeout : 0;
+        if (atomic_fetch_add(&srv->nconn, 1) >= srv->o.max_connections) {
+            atomic_fetch_sub(&srv->nconn, 1);
+            refuse(k);
+        } else {
+            /* Until a request line arrives, the client has request_timeout
+             * to start one (idle_timeout also applies). */
+            k->deadline = srv->o.request_timeout
+                              ? shoal_mono() + srv->o.request_timeout : 0;
+        }
         pthread_mutex_lock(&srv->lock);
         k->next = srv->conns.next;
         k->prev = &srv->conns;
@@ -604,9 +641,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **sctx,
         *sctx = k;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         struct conn *k = *sctx;
-        atomic_fetch_sub(&srv->nconn, 1);
         if (k == NULL)
             return;
+        if (!k->refused)
+            atomic_fetch_sub(&srv->nconn, 1);
         pthread_mutex_lock(&srv->lock);
         k->prev->next = k->next;
         k->next->prev = k->prev;
@@ -761,6 +799,12 @@ struct shoal_server *shoal_server_start(const struct shoal_server_opts *opts,
         parse_proxies(srv, opts->trusted_proxies, err) != 0)
         goto fail;
 
+    /* libmicrohttpd stops accepting at its limit and leaves clients
+     * waiting in the backlog; above max_connections we want them answered
+     * 503 instead, so its limit sits higher and ours is enforced in
+     * on_connection. */
+    unsigned hard_limit = srv->o.max_connections > UINT_MAX / 2 - 64
+                              ? UINT_MAX : 2 * srv->o.max_connections + 64;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
@@ -770,7 +814,7 @@ struct shoal_server *shoal_server_start(const struct shoal_server_opts *opts,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, srv->o.threads,
-        MHD_OPTION_CONNECTION_LIMIT, srv->o.max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, hard_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, srv->o.idle_timeout,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
@@ -786,13 +830,11 @@ struct shoal_server *shoal_server_start(const struct shoal_server_opts *opts,
     const union MHD_DaemonInfo *di =
         MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : 0;
-    if (srv->o.request_timeout) {
-        if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
-            shoal_err_set(err, SHOAL_EINTERNAL, "cannot start the watchdog");
-            goto fail;
-        }
-        srv->watchdog_started = 1;
+    if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
+        shoal_err_set(err, SHOAL_EINTERNAL, "cannot start the watchdog");
+        goto fail;
     }
+    srv->watchdog_started = 1;
     return srv;
 fail:
     shoal_server_stop(srv);

@@ -66,7 +66,8 @@ typedef void (*shoal_observe_fn)(void *app, const struct shoal_route *route,
 struct shoal_server_opts {
     const char *listen;              /* "127.0.0.1:8080", "[::1]:8080" */
     unsigned threads;                /* thread pool size (0: 2) */
-    unsigned max_connections;        /* above it new connections are refused */
+    unsigned max_connections;        /* above it new connections get 503
+                                        and are closed at once */
     unsigned idle_timeout;           /* seconds without any byte: closed */
     unsigned request_timeout;        /* seconds for a whole request to
                                         arrive (headers and body): closed */
@@ -93,7 +94,7 @@ struct shoal_server *shoal_server_start(const struct shoal_server_opts *opts,
 /* The port actually bound (useful with port 0). */
 unsigned shoal_server_port(const struct shoal_server *srv);
 
-/* Number of open connections now. */
+/* Number of open connections now (refused ones not counted). */
 unsigned shoal_server_connections(const struct shoal_server *srv);
 
 /* Stop accepting, finish, free.  Accepts NULL. */

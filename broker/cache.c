@@ -30,6 +30,10 @@ struct slot {
 
 struct br_cache {
     struct slot *slots;
+    /* Bumped on every eviction in a slot: a row read from the database
+     * before an eviction must not be stored after it (it may be the very
+     * session just deleted). */
+    atomic_uint *epochs;
     pthread_mutex_t locks[NLOCKS];
     double ttl;
     atomic_int usable;               /* 0 while the listener is down */
@@ -53,6 +57,7 @@ static void clear_all(struct br_cache *c)
         pthread_mutex_t *l = &c->locks[i % NLOCKS];
         pthread_mutex_lock(l);
         c->slots[i].row.session_id[0] = '\0';
+        atomic_fetch_add(&c->epochs[i], 1);
         pthread_mutex_unlock(l);
     }
 }
@@ -66,6 +71,7 @@ void br_cache_evict(struct br_cache *c, const char *sid)
     pthread_mutex_lock(l);
     if (strcmp(c->slots[i].row.session_id, sid) == 0)
         c->slots[i].row.session_id[0] = '\0';
+    atomic_fetch_add(&c->epochs[i], 1);
     pthread_mutex_unlock(l);
 }
 
@@ -91,15 +97,26 @@ static int cache_get(struct br_cache *c, const char *sid,
     return hit;
 }
 
-static void cache_put(struct br_cache *c, const struct br_session_row *row)
+/* The eviction epoch of sid's slot, read before asking the database. */
+static unsigned cache_epoch(struct br_cache *c, const char *sid)
+{
+    return c ? atomic_load(&c->epochs[slot_of(sid)]) : 0;
+}
+
+/* Store a row read from the database, unless its slot saw an eviction
+ * since 'epoch' was read. */
+static void cache_put(struct br_cache *c, const struct br_session_row *row,
+                      unsigned epoch)
 {
     if (c == NULL || !atomic_load(&c->usable))
         return;
     size_t i = slot_of(row->session_id);
     pthread_mutex_t *l = &c->locks[i % NLOCKS];
     pthread_mutex_lock(l);
-    c->slots[i].row = *row;
-    c->slots[i].stored = shoal_mono();
+    if (atomic_load(&c->epochs[i]) == epoch) {
+        c->slots[i].row = *row;
+        c->slots[i].stored = shoal_mono();
+    }
     pthread_mutex_unlock(l);
 }
 
@@ -108,6 +125,7 @@ int br_session_find(struct br_app *app, const char *sid,
 {
     if (cache_get(app->cache, sid, out))
         return 1;
+    unsigned epoch = cache_epoch(app->cache, sid);
     const char *p[] = { sid };
     PGresult *r = br_db_exec(app->db,
         "SELECT s.user_id, host(s.ip), extract(epoch FROM s.expires_at)::bigint,"
@@ -129,7 +147,7 @@ int br_session_find(struct br_app *app, const char *sid,
              pk ? json_string_value(pk) : "");
     json_decref(pk);
     PQclear(r);
-    cache_put(app->cache, out);
+    cache_put(app->cache, out, epoch);
     return 1;
 }
 
@@ -189,8 +207,9 @@ struct br_cache *br_cache_new(const char *conninfo, double ttl,
     if (c == NULL)
         goto nomem;
     c->slots = calloc(NSLOTS, sizeof *c->slots);
+    c->epochs = calloc(NSLOTS, sizeof *c->epochs);
     c->conninfo = strdup(conninfo);
-    if (c->slots == NULL || c->conninfo == NULL)
+    if (c->slots == NULL || c->epochs == NULL || c->conninfo == NULL)
         goto nomem;
     for (int i = 0; i < NLOCKS; i++)
         pthread_mutex_init(&c->locks[i], NULL);
@@ -219,6 +238,7 @@ void br_cache_free(struct br_cache *c)
             pthread_mutex_destroy(&c->locks[i]);
     }
     free(c->slots);
+    free(c->epochs);
     free(c->conninfo);
     free(c);
 }
