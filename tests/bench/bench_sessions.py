@@ -80,7 +80,7 @@ def stop(proc):
 def main():
     tmp = tempfile.mkdtemp(prefix="shoal-bench-")
     os.chmod(tmp, 0o755)
-    broker = nginx = None
+    broker = nocache = nginx = None
     pgdir = os.path.join(tmp, "pg")
     try:
         subprocess.run(["sh", os.path.join(ROOT, "schemas/pg.sh"), "start", pgdir],
@@ -94,6 +94,16 @@ def main():
              "--database-url", conninfo, "--data-dir", os.path.join(tmp, "broker"),
              "--log-file", os.path.join(tmp, "broker.log")])
         wait_http(base + "/healthz")
+
+        # The same database through a second broker without the session
+        # cache: what every check costs when it goes to PostgreSQL.
+        nport0 = free_port()
+        base0 = "http://127.0.0.1:%d" % nport0
+        nocache = subprocess.Popen(
+            [os.path.join(BIN, "shoal-broker"), "--listen", "127.0.0.1:%d" % nport0,
+             "--database-url", conninfo, "--data-dir", os.path.join(tmp, "broker0"),
+             "--session-cache-ttl", "0", "--log-file", os.path.join(tmp, "broker0.log")])
+        wait_http(base0 + "/healthz")
 
         user_id = str(uuid.uuid4())
         pk = base64.b64encode(os.urandom(32)).decode()
@@ -138,19 +148,23 @@ http {
         wait_http(nurl)
         assert urllib.request.urlopen(nurl).read() == body
 
-        shoal_runs, nginx_runs = [], []
-        for _ in range(RUNS):          # interleaved, so drift hits both
+        shoal_runs, nginx_runs, nocache_runs = [], [], []
+        for _ in range(RUNS):          # interleaved, so drift hits all
             shoal_runs.append(wrk(base + path + "?ip=127.0.0.1", sid))
             nginx_runs.append(wrk(nurl))
+            nocache_runs.append(wrk(base0 + path + "?ip=127.0.0.1", sid))
         med = lambda runs: sorted(r[0] for r in runs)[len(runs) // 2]
-        s, n = med(shoal_runs), med(nginx_runs)
+        s, n, s0 = med(shoal_runs), med(nginx_runs), med(nocache_runs)
         print("inner-circle check, %d-byte JSON body, wrk -t2 -c16 -d%s, median of %d"
               % (len(body), DURATION, RUNS))
-        print("  shoal-broker  %10.0f req/s  (p99 %s)" % (s, shoal_runs[0][1]))
-        print("  nginx         %10.0f req/s  (p99 %s)" % (n, nginx_runs[0][1]))
+        print("  shoal-broker                     %10.0f req/s  (p99 %s)" % (s, shoal_runs[0][1]))
+        print("  nginx                            %10.0f req/s  (p99 %s)" % (n, nginx_runs[0][1]))
+        print("  shoal-broker, session cache off  %10.0f req/s  (p99 %s)"
+              % (s0, nocache_runs[0][1]))
         print("  ratio shoal/nginx: %.2f (target >= 0.50)" % (s / n))
     finally:
         stop(nginx)
+        stop(nocache)
         stop(broker)
         subprocess.run(["sh", os.path.join(ROOT, "schemas/pg.sh"), "stop", pgdir])
         shutil.rmtree(tmp, ignore_errors=True)
