@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "util.h"
 
 struct code_info {
     const char *name;
@@ -134,28 +135,6 @@ enum shoal_code shoal_code_from_name(const char *name)
     return SHOAL_EPROTO;
 }
 
-/* A JSON string of s; bytes that are not valid UTF-8 become '?'.
- * New reference, NULL on ENOMEM. */
-static json_t *string_lossy(const char *s)
-{
-    json_t *j;
-    char *copy;
-    size_t i;
-
-    j = json_string(s);
-    if (j != NULL)
-        return j;
-    copy = strdup(s);
-    if (copy == NULL)
-        return NULL;
-    for (i = 0; copy[i] != '\0'; i++)
-        if ((unsigned char)copy[i] >= 0x80)
-            copy[i] = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
 /* Codes that no server may send (client-side ones) go out as "internal",
  * so that every body on the wire carries a code of the spec. */
 json_t *shoal_err_to_json(const struct shoal_err *err)
@@ -164,7 +143,7 @@ json_t *shoal_err_to_json(const struct shoal_err *err)
     json_t *body = NULL;
     json_t *msg = NULL;
 
-    msg = string_lossy(err->msg);
+    msg = shoal_json_string_lossy(err->msg);
     if (msg == NULL)
         return NULL;
     inner = json_object();

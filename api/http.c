@@ -138,8 +138,36 @@ static int is_proxy(const struct shoal_server *srv, const char *ip)
     return 0;
 }
 
+struct xff {
+    char buf[1024];
+    size_t len;
+    int overflow;
+};
+
+/* Collect every X-Forwarded-For header line, in order, joined by commas:
+ * a proxy may add its own line instead of appending to the client's. */
+static enum MHD_Result xff_collect(void *cls, enum MHD_ValueKind kind,
+                                   const char *key, const char *value)
+{
+    struct xff *x = cls;
+    (void)kind;
+    if (key == NULL || value == NULL || strcasecmp(key, "X-Forwarded-For") != 0)
+        return MHD_YES;
+    size_t n = strlen(value);
+    if (x->len + n + 2 > sizeof x->buf) {
+        x->overflow = 1;
+        return MHD_NO;
+    }
+    if (x->len > 0)
+        x->buf[x->len++] = ',';
+    memcpy(x->buf + x->len, value, n + 1);
+    x->len += n;
+    return MHD_YES;
+}
+
 /* The client behind trusted proxies: the rightmost X-Forwarded-For entry
- * that is not itself a trusted proxy. */
+ * that is not itself a trusted proxy.  Anything unparsable stops the walk
+ * at the last address a trusted proxy vouched for. */
 static void client_ip(struct shoal_req *r)
 {
     const union MHD_ConnectionInfo *ci =
@@ -147,13 +175,11 @@ static void client_ip(struct shoal_req *r)
     ip_of_sockaddr(ci ? ci->client_addr : NULL, r->ip);
     if (r->srv->nproxies == 0 || !is_proxy(r->srv, r->ip))
         return;
-    const char *xff = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-                                                  "X-Forwarded-For");
-    if (xff == NULL)
+    struct xff x = { .len = 0 };
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, xff_collect, &x);
+    if (x.len == 0 || x.overflow)
         return;
-    char *copy = strdup(xff);
-    if (copy == NULL)
-        return;
+    char *copy = x.buf;
     for (;;) {
         char *comma = strrchr(copy, ',');
         char *item = comma ? comma + 1 : copy;
@@ -164,13 +190,12 @@ static void client_ip(struct shoal_req *r)
             *--end = '\0';
         char canon[SHOAL_IP_MAX];
         if (shoal_ip_canonical(item, canon) != 0)
-            break;                        /* garbage: keep the last good one */
+            break;
         snprintf(r->ip, sizeof r->ip, "%s", canon);
         if (!is_proxy(r->srv, canon) || comma == NULL)
             break;
         *comma = '\0';
     }
-    free(copy);
 }
 
 static void req_free(struct shoal_req *r)
@@ -179,6 +204,8 @@ static void req_free(struct shoal_req *r)
         return;
     for (int i = 0; i < r->nparams; i++)
         free(r->pvalues[i]);
+    if (r->body)                /* may hold an Authentication ID or invite */
+        sodium_memzero(r->body, r->body_cap);
     free(r->body);
     json_decref(r->json);
     while (r->headers) {
@@ -580,8 +607,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)toe;
     req_free(*con_cls);
     *con_cls = NULL;
+    /* On a kept-alive connection the next request must arrive whole within
+     * request_timeout too, even if its bytes trickle. */
     if (srv->o.request_timeout)
-        set_deadline(srv, c, 0);
+        set_deadline(srv, c, shoal_mono() + srv->o.request_timeout);
 }
 
 /* Answer a connection over the limit at once and close it: a clear 503
@@ -673,17 +702,6 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decode %HH in paths and query arguments, except %00: a NUL would cut
  * the string short and make "/v1/users/%00" look like "/v1/users/". */
 static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s)
@@ -693,7 +711,8 @@ static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s)
     (void)c;
     for (const char *p = s; *p; p++) {
         int hi, lo;
-        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 &&
+        if (*p == '%' && (hi = shoal_hexval(p[1])) >= 0 &&
+            (lo = shoal_hexval(p[2])) >= 0 &&
             (hi | lo) != 0) {
             *w++ = (char)(hi * 16 + lo);
             p += 2;

@@ -76,27 +76,6 @@ int shoal_log_enabled(enum shoal_log_level level)
     return level < SHOAL_LOG_OFF && (int)level >= atomic_load(&min_level);
 }
 
-/* A JSON string of s; bytes that are not valid UTF-8 become '?' (file
- * names and peer input can hold anything).  New reference or NULL. */
-static json_t *string_lossy(const char *s)
-{
-    json_t *j = json_string(s);
-    char *copy;
-    size_t i;
-
-    if (j != NULL)
-        return j;
-    copy = strdup(s);
-    if (copy == NULL)
-        return NULL;
-    for (i = 0; copy[i] != '\0'; i++)
-        if ((unsigned char)copy[i] >= 0x80)
-            copy[i] = '?';
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
 /* "2026-11-21T19:48:35.123Z" into out[64]. */
 static void timestamp(char out[64])
 {
@@ -159,8 +138,8 @@ void shoal_log_fields(enum shoal_log_level level, const char *req,
     if (obj == NULL ||
         json_object_set_new(obj, "ts", json_string(ts)) != 0 ||
         json_object_set_new(obj, "level", json_string(level_names[level])) != 0 ||
-        (req != NULL && json_object_set_new(obj, "req", string_lossy(req)) != 0) ||
-        json_object_set_new(obj, "msg", string_lossy(msg)) != 0)
+        (req != NULL && json_object_set_new(obj, "req", shoal_json_string_lossy(req)) != 0) ||
+        json_object_set_new(obj, "msg", shoal_json_string_lossy(msg)) != 0)
         goto fail;
     if (json_is_object(fields)) {
         json_object_foreach(fields, key, v) {

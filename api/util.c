@@ -17,8 +17,7 @@
 
 static const char hexdigits[] = "0123456789abcdef";
 
-/* Value of a hex digit (either case), -1 when c is not one. */
-static int hexval(char c)
+int shoal_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -27,6 +26,22 @@ static int hexval(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
+}
+
+json_t *shoal_json_string_lossy(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    char *copy = strdup(s);
+    if (copy == NULL)
+        return NULL;
+    for (size_t i = 0; copy[i] != '\0'; i++)
+        if ((unsigned char)copy[i] >= 0x80)
+            copy[i] = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
 }
 
 int shoal_uuid_valid(const char *s)
@@ -39,7 +54,7 @@ int shoal_uuid_valid(const char *s)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (s[i] != '-')
                 return 0;
-        } else if (hexval(s[i]) < 0) {
+        } else if (shoal_hexval(s[i]) < 0) {
             return 0;   /* also stops at a NUL of a short string */
         }
     }
@@ -58,7 +73,7 @@ int shoal_uuid_parse(const char *s, unsigned char out[16], const char *what,
     for (i = 0; i < SHOAL_UUID_STRLEN; i += 2) {
         if (s[i] == '-')
             i++;
-        out[n++] = (unsigned char)(hexval(s[i]) << 4 | hexval(s[i + 1]));
+        out[n++] = (unsigned char)(shoal_hexval(s[i]) << 4 | shoal_hexval(s[i + 1]));
     }
     return 0;
 }
@@ -173,7 +188,7 @@ int shoal_hex_decode_exact(const char *s, unsigned char *out, size_t want,
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
             goto bad;
     for (i = 0; i < want; i++)
-        out[i] = (unsigned char)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
+        out[i] = (unsigned char)(shoal_hexval(s[2 * i]) << 4 | shoal_hexval(s[2 * i + 1]));
     return 0;
 bad:
     return shoal_err_set(err, SHOAL_EINVAL,

@@ -88,6 +88,14 @@ int shoal_json_uuid(const json_t *obj, const char *key, char out[37],
 int shoal_json_only(const json_t *obj, const char *const *allowed,
                     struct shoal_err *err);
 
+/* Value of a hex digit (either case), -1 when c is not one. */
+int shoal_hexval(char c);
+
+/* A JSON string of s, with every byte that is not ASCII replaced by '?'
+ * when s is not valid UTF-8 (so that a message always encodes).  New
+ * reference, NULL on ENOMEM. */
+json_t *shoal_json_string_lossy(const char *s);
+
 /* Compact JSON text of v.  New string (free()). */
 char *shoal_json_dump(const json_t *v);
 

@@ -22,6 +22,11 @@
 
 struct br_db;
 
+/* One connection to conninfo (a libpq conninfo string or URL) with
+ * shoal's timeouts and keepalives unless conninfo sets them.  Check
+ * PQstatus. */
+PGconn *br_db_connect(const char *conninfo);
+
 /* Open n connections to conninfo.  NULL with err when the first fails. */
 struct br_db *br_db_open(const char *conninfo, unsigned n,
                          struct shoal_err *err);

@@ -22,6 +22,7 @@
 
 #define NSLOTS 16384                 /* power of two */
 #define NLOCKS 64
+#define HEARTBEAT 5.0                /* seconds of silence before a ping */
 
 struct slot {
     struct br_session_row row;       /* row.session_id[0] == 0: empty */
@@ -140,7 +141,9 @@ int br_session_find(struct br_app *app, const char *sid,
     memset(out, 0, sizeof *out);
     snprintf(out->session_id, sizeof out->session_id, "%s", sid);
     snprintf(out->user_id, sizeof out->user_id, "%s", PQgetvalue(r, 0, 0));
-    snprintf(out->ip, sizeof out->ip, "%s", PQgetvalue(r, 0, 1));
+    /* Compared as addresses: both sides in the same canonical text. */
+    if (shoal_ip_canonical(PQgetvalue(r, 0, 1), out->ip) != 0)
+        snprintf(out->ip, sizeof out->ip, "%s", PQgetvalue(r, 0, 1));
     out->expires_at = (time_t)strtoll(PQgetvalue(r, 0, 2), NULL, 10);
     json_t *pk = br_bytea_b64_json(PQgetvalue(r, 0, 3));
     snprintf(out->public_key, sizeof out->public_key, "%s",
@@ -156,13 +159,14 @@ static void *listener_main(void *arg)
 {
     struct br_cache *c = arg;
     PGconn *conn = NULL;
+    double heard = shoal_mono();
 
     while (!atomic_load(&c->stop)) {
         if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
             atomic_store(&c->usable, 0);
             clear_all(c);
             PQfinish(conn);
-            conn = PQconnectdb(c->conninfo);
+            conn = br_db_connect(c->conninfo);
             PGresult *r = PQstatus(conn) == CONNECTION_OK
                               ? PQexec(conn, "LISTEN shoal_session") : NULL;
             int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -182,6 +186,23 @@ static void *listener_main(void *arg)
         int n = poll(&pfd, 1, 500);
         if (n < 0)
             continue;
+        if (n == 0 && shoal_mono() - heard > HEARTBEAT) {
+            /* A silent connection may be a dead one: ask.  Failing, the
+             * cache is bypassed until the listener is back. */
+            PGresult *r = PQexec(conn, "SELECT 1");
+            int ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
+            PQclear(r);
+            heard = shoal_mono();
+            if (!ok) {
+                shoal_log(SHOAL_LOG_WARN, NULL,
+                          "session cache listener lost its connection");
+                PQfinish(conn);
+                conn = NULL;
+                continue;
+            }
+        }
+        if (n > 0)
+            heard = shoal_mono();
         if (n > 0 && PQconsumeInput(conn) == 0) {
             shoal_log(SHOAL_LOG_WARN, NULL,
                       "session cache listener lost its connection");

@@ -17,9 +17,25 @@ struct br_db {
     char *conninfo;
 };
 
+PGconn *br_db_connect(const char *conninfo)
+{
+    /* Defaults first; the operator's conninfo, expanded last, overrides
+     * them.  They bound how long a lost or silent server can hold a
+     * thread: connecting, and unanswered TCP traffic. */
+    static const char *const keys[] = {
+        "connect_timeout", "keepalives", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+        "application_name", "dbname", NULL,
+    };
+    const char *values[] = {
+        "10", "1", "30", "10", "3", "30000", "shoal-broker", conninfo, NULL,
+    };
+    return PQconnectdbParams(keys, values, 1);
+}
+
 static PGconn *connect_one(const char *conninfo, struct shoal_err *err)
 {
-    PGconn *c = PQconnectdb(conninfo);
+    PGconn *c = br_db_connect(conninfo);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         /* The conninfo may hold a password: name only the failure. */
         shoal_err_set(err, SHOAL_EUNAVAILABLE, "cannot connect to the database: %s",

@@ -140,6 +140,12 @@ BR_HANDLER(h_trusted_put)
     const char *p[] = { id, arr };
     if ((c = br_db_get(app->db, err)) == NULL || br_db_begin(c, err) != 0)
         goto out;
+    /* Two replacements of one list at once take turns on the user's row. */
+    r = br_db_query(c, "SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE",
+                    1, p, err);
+    if (r == NULL)
+        goto out;
+    PQclear(r);
     /* Name the first listed user that does not exist. */
     r = br_db_query(c,
         "SELECT x FROM unnest($2::uuid[]) AS x WHERE $1::uuid IS NOT NULL"

@@ -39,6 +39,10 @@ static const struct shoal_config_key config_keys[] = {
 };
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
 
+/* Longest session_ttl or purge delay: PostgreSQL's timestamps and our
+ * 64-bit arithmetic hold far more, but nothing sensible needs more. */
+#define MAX_DURATION (3650LL * 86400)
+
 static void usage(const struct shoal_config *cfg, FILE *out)
 {
     fprintf(out,
@@ -143,6 +147,15 @@ int main(int argc, char **argv)
     long long v;
     unsigned long long body_limit;
 
+    /* Block the stop signals before any thread starts, so that every thread
+     * inherits the mask and only sigtimedwait below receives them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     memset(&app, 0, sizeof app);
     shoal_err_clear(&err);
     cfg = shoal_config_new(config_keys, NKEYS, "SHOAL_");
@@ -203,8 +216,10 @@ int main(int argc, char **argv)
     if (shoal_config_seconds(cfg, "session_ttl", &app.session_ttl, &err) != 0 ||
         shoal_config_seconds(cfg, "session_purge_after", &app.purge_after, &err) != 0)
         goto fail;
-    if (app.session_ttl < 1) {
-        shoal_err_set(&err, SHOAL_EINVAL, "session_ttl must be at least 1s");
+    if (app.session_ttl < 1 || app.session_ttl > MAX_DURATION ||
+        app.purge_after < 0 || app.purge_after > MAX_DURATION) {
+        shoal_err_set(&err, SHOAL_EINVAL,
+                      "session_ttl must be 1s to 3650d, session_purge_after 0 to 3650d");
         goto fail;
     }
 
@@ -238,6 +253,10 @@ int main(int argc, char **argv)
     long long cache_ttl;
     if (shoal_config_seconds(cfg, "session_cache_ttl", &cache_ttl, &err) != 0)
         goto fail;
+    if (cache_ttl < 0 || cache_ttl > 86400) {
+        shoal_err_set(&err, SHOAL_EINVAL, "session_cache_ttl must be 0 to 1d");
+        goto fail;
+    }
     if (cache_ttl > 0 &&
         (app.cache = br_cache_new(dburl, (double)cache_ttl, &err)) == NULL)
         goto fail;
@@ -252,9 +271,11 @@ int main(int argc, char **argv)
         shoal_config_size(cfg, "body_limit", &body_limit, &err) != 0)
         goto fail;
     if (threads < 1 || threads > 256 || maxc < 1 || maxc > 1000000 ||
-        idle < 0 || reqt < 0 || body_limit < 1) {
+        idle < 0 || idle > 86400 || reqt < 0 || reqt > 86400 ||
+        body_limit < 1 || body_limit > (1ULL << 30)) {
         shoal_err_set(&err, SHOAL_EINVAL,
-                      "threads, max_connections, timeouts or body_limit out of range");
+                      "out of range: threads 1-256, max_connections 1-1000000,"
+                      " idle_timeout and request_timeout 0-1d, body_limit 1-1GiB");
         goto fail;
     }
     app.metrics = br_metrics_new(br_routes, br_nroutes);
@@ -279,15 +300,6 @@ int main(int argc, char **argv)
     o.server_header = "shoal-broker/" BR_VERSION;
     o.extra_header_name = "X-Broker-Id";
     o.extra_header_value = app.broker_id;
-
-    /* Block the stop signals before any thread starts, so that only
-     * sigwait below sees them. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     srv = shoal_server_start(&o, &err);
     if (srv == NULL)

@@ -215,3 +215,31 @@ def test_max_connections(make_broker):
     expect(b.api.get("/healthz"), 200)
     u = make_user(b)
     expect(u.http.get("/v1/sessions"), 200)
+
+
+def test_trickling_second_request_on_keepalive_is_closed(broker):
+    """After a served request, the next one on the same connection has
+    request_timeout to arrive too: trickling its request line never idles
+    the connection, yet it is closed."""
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            assert chunk, f"closed before the whole answer: {data!r}"
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200"), data
+        t0 = time.monotonic()
+        closed = None
+        for byte in (b"GET /healthz HTTP/1.1" * 10)[:int((REQUEST + 5) / 0.5)]:
+            if wait_closed(s, 0.5) is not None:
+                closed = time.monotonic() - t0
+                break
+            try:
+                s.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = time.monotonic() - t0
+                break
+    assert closed is not None, \
+        f"a second request trickling one byte per 0.5 s stayed open past {REQUEST + 5}s"
+    assert closed >= REQUEST - 0.6, f"closed after {closed:.2f}s, before request_timeout"

@@ -174,3 +174,25 @@ def test_trust_sessions_leave_out_expired(module_brokers):
     me.login()
     sessions = trust_sessions(me)
     assert [s["session_id"] for s in sessions] == [b.session_id], (old, sessions)
+
+
+def test_concurrent_replacements_take_turns(broker, user):
+    """Twelve replacements of one list at once: each answers 200 with the
+    list it sent, and the list that stays is exactly one of them (never a
+    mixture, never a 409 or 500)."""
+    import concurrent.futures
+
+    me = user()
+    others = [user(login=False).user_id for _ in range(6)]
+    lists = [sorted(others[i % 6:i % 6 + 3]) for i in range(12)]
+    http = [broker.session(token=me.session_id) for _ in lists]
+
+    def put(i):
+        return http[i].put(f"/v1/users/{me.user_id}/trusted", json={"user_ids": lists[i]})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(put, range(12)))
+    for i, r in enumerate(answers):
+        assert expect(r, 200)["user_ids"] == lists[i]
+    final = expect(me.http.get(f"/v1/users/{me.user_id}/trusted"), 200)["user_ids"]
+    assert final in lists

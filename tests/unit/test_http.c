@@ -295,6 +295,13 @@ static void test_forwarded_trusted(void **state)
                    "X-Forwarded-For: 203.0.113.7, 127.0.0.1\r\n"
                    "Connection: close\r\n\r\n", out, sizeof out);
     assert_non_null(strstr(out, "\"ip\":\"203.0.113.7\""));
+    /* a client's own header line comes first; the proxy adds its line
+     * after it: the proxy's word counts */
+    raw_request(f, "GET /things/1 HTTP/1.1\r\nHost: x\r\n"
+                   "X-Forwarded-For: 198.51.100.9\r\n"
+                   "X-Forwarded-For: 203.0.113.7\r\n"
+                   "Connection: close\r\n\r\n", out, sizeof out);
+    assert_non_null(strstr(out, "\"ip\":\"203.0.113.7\""));
     /* garbage: the proxy itself stays the client */
     raw_request(f, "GET /things/1 HTTP/1.1\r\nHost: x\r\n"
                    "X-Forwarded-For: not-an-address\r\n"
