@@ -26,6 +26,8 @@ enum shoal_code {
     SHOAL_EMETHOD,           /* 405 method_not_allowed */
     SHOAL_EEXISTS,           /* 409 already_exists */
     SHOAL_EIPMISMATCH,       /* 409 ip_mismatch */
+    SHOAL_EINCOMPLETE,       /* 409 incomplete (pieces still missing) */
+    SHOAL_ENOTEMPTY,         /* 409 not_empty (a share that holds files) */
     SHOAL_EGONE,             /* 410 gone */
     SHOAL_EQUOTA,            /* 412 over_quota */
     SHOAL_ETOOLARGE,         /* 413 body_too_large */

@@ -82,6 +82,7 @@ struct shoal_req {
     char *body;
     size_t body_len, body_cap;
     int too_big;
+    size_t limit;               /* body limit of this request */
     json_t *json;
     char ip[SHOAL_IP_MAX];
     char id[SHOAL_REQ_ID_LEN + 1];
@@ -89,8 +90,14 @@ struct shoal_req {
     struct hdr *headers;
     char *raw, *raw_type;
     size_t raw_len;
+    struct MHD_Response *resp;  /* prepared by set_fd / set_reader */
+    int stream_failed;          /* a body callback answered an error */
+    struct shoal_err stream_err;
+    void *state;
+    void (*state_free)(void *);
     int close;
     int answered;           /* a response is queued */
+    int admin;              /* let in by the admin token */
     void *user;
     void (*user_free)(void *);
     double t0;
@@ -217,6 +224,10 @@ static void req_free(struct shoal_req *r)
     }
     free(r->raw);
     free(r->raw_type);
+    if (r->resp)
+        MHD_destroy_response(r->resp);
+    if (r->state_free)
+        r->state_free(r->state);
     if (r->user_free)
         r->user_free(r->user);
     free(r);
@@ -293,16 +304,11 @@ static const struct shoal_route *route_find(struct shoal_req *r,
 
 /* --- responses ---------------------------------------------------------- */
 
-static enum MHD_Result send_reply(struct shoal_req *r, int status,
-                                  const char *ctype, char *body, size_t len)
+/* Add the common headers to resp, queue it and account for it.  resp is
+ * released here. */
+static enum MHD_Result queue(struct shoal_req *r, int status,
+                             struct MHD_Response *resp)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        len, body, MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (r->srv->o.server_header)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_SERVER,
@@ -315,8 +321,8 @@ static enum MHD_Result send_reply(struct shoal_req *r, int status,
     if (r->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
-    r->answered = 1;
     MHD_destroy_response(resp);
+    r->answered = 1;
 
     double secs = shoal_mono() - r->t0;
     if (r->srv->o.observe)
@@ -331,6 +337,19 @@ static enum MHD_Result send_reply(struct shoal_req *r, int status,
         json_decref(f);
     }
     return ret;
+}
+
+static enum MHD_Result send_reply(struct shoal_req *r, int status,
+                                  const char *ctype, char *body, size_t len)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, body, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    return queue(r, status, resp);
 }
 
 static enum MHD_Result send_error(struct shoal_req *r,
@@ -402,6 +421,32 @@ static int is_json_type(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
+/* The first string in v that holds a NUL byte (valid JSON, "\u0000", but
+ * C strings would end there): the member it is under, or NULL. */
+static const char *nul_member(const json_t *v, const char *member)
+{
+    if (json_is_string(v))
+        return strlen(json_string_value(v)) != json_string_length(v) ? member : NULL;
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *x;
+        json_array_foreach(v, i, x) {
+            const char *m = nul_member(x, member);
+            if (m)
+                return m;
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        const json_t *x;
+        json_object_foreach((json_t *)v, k, x) {
+            const char *m = nul_member(x, k);
+            if (m)
+                return m;
+        }
+    }
+    return NULL;
+}
+
 /* Parse a JSON request body; it must be an object.  New reference in
  * *out, or -1 with err set: 415 for another content type, 400 otherwise. */
 int shoal_req_parse_json(struct shoal_req *r, json_t **out,
@@ -417,7 +462,8 @@ int shoal_req_parse_json(struct shoal_req *r, json_t **out,
         return shoal_err_set(err, SHOAL_EJSON, "missing JSON body");
     json_error_t je;
     json_t *v = json_loadb(r->body, r->body_len,
-                           JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+                           JSON_REJECT_DUPLICATES | JSON_DECODE_ANY |
+                           JSON_ALLOW_NUL, &je);
     if (v == NULL) {
         if (json_error_code(&je) == json_error_numeric_overflow)
             return shoal_err_set(err, SHOAL_EINVAL,
@@ -431,7 +477,35 @@ int shoal_req_parse_json(struct shoal_req *r, json_t **out,
         json_decref(v);
         return shoal_err_set(err, SHOAL_EINVAL, "body must be a JSON object");
     }
+    const char *m = nul_member(v, NULL);
+    if (m != NULL) {
+        shoal_err_set(err, SHOAL_EINVAL, "'%.64s' must not contain a NUL character", m);
+        json_decref(v);
+        return -1;
+    }
     *out = v;
+    return 0;
+}
+
+/* The route flags' checks: Bearer session or admin token, JSON body. */
+static int check_flags(struct shoal_req *r, struct shoal_err *err)
+{
+    unsigned flags = r->route->flags;
+    if (flags & (SHOAL_ROUTE_AUTH | SHOAL_ROUTE_ADMIN)) {
+        const char *bearer = bearer_of(r, err);
+        if (bearer == NULL)
+            return -1;
+        if ((flags & SHOAL_ROUTE_ADMIN_OK) && check_admin(r, bearer, NULL) == 0)
+            r->admin = 1;
+        int rc = r->admin ? 0
+                 : (flags & SHOAL_ROUTE_ADMIN) ? check_admin(r, bearer, err)
+                 : r->srv->o.auth ? r->srv->o.auth(r, bearer, err)
+                 : shoal_err_set(err, SHOAL_EINTERNAL, "no authenticator");
+        if (rc != 0)
+            return -1;
+    }
+    if ((flags & SHOAL_ROUTE_JSON) && shoal_req_parse_json(r, &r->json, err) != 0)
+        return -1;
     return 0;
 }
 
@@ -443,7 +517,12 @@ static enum MHD_Result dispatch(struct shoal_req *r, const char *url)
     json_t *reply = NULL;
 
     shoal_err_clear(&err);
-    r->route = route_find(r, url, allow, sizeof allow, &known);
+    if (r->stream_failed)
+        return send_error(r, &r->stream_err);
+    if (r->route == NULL)
+        r->route = route_find(r, url, allow, sizeof allow, &known);
+    else
+        known = 1;
     if (r->route == NULL) {
         if (known) {
             shoal_req_add_header(r, MHD_HTTP_HEADER_ALLOW, allow);
@@ -457,21 +536,11 @@ static enum MHD_Result dispatch(struct shoal_req *r, const char *url)
     if (r->too_big) {
         r->close = 1;
         shoal_err_set(&err, SHOAL_ETOOLARGE, "body larger than %zu bytes",
-                      r->srv->o.body_limit);
+                      r->limit);
         return send_error(r, &err);
     }
     unsigned flags = r->route->flags;
-    if (flags & (SHOAL_ROUTE_AUTH | SHOAL_ROUTE_ADMIN)) {
-        const char *bearer = bearer_of(r, &err);
-        if (bearer == NULL)
-            return send_error(r, &err);
-        int rc = (flags & SHOAL_ROUTE_ADMIN) ? check_admin(r, bearer, &err)
-                 : r->srv->o.auth ? r->srv->o.auth(r, bearer, &err)
-                 : shoal_err_set(&err, SHOAL_EINTERNAL, "no authenticator");
-        if (rc != 0)
-            return send_error(r, &err);
-    }
-    if ((flags & SHOAL_ROUTE_JSON) && shoal_req_parse_json(r, &r->json, &err) != 0)
+    if (!(flags & SHOAL_ROUTE_STREAM) && check_flags(r, &err) != 0)
         return send_error(r, &err);
 
     if (r->route->fn(r, &reply, &err) != 0) {
@@ -479,6 +548,12 @@ static enum MHD_Result dispatch(struct shoal_req *r, const char *url)
         if (err.code == SHOAL_OK)
             shoal_err_set(&err, SHOAL_EINTERNAL, "handler failed without a reason");
         return send_error(r, &err);
+    }
+    if (r->resp != NULL) {
+        json_decref(reply);
+        struct MHD_Response *resp = r->resp;
+        r->resp = NULL;
+        return queue(r, r->status, resp);
     }
     if (r->raw != NULL) {
         json_decref(reply);
@@ -560,23 +635,49 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     if (r->called++ == 0) {
         r->method = method;
         client_ip(r);
+        char allow[128];
+        int known;
+        r->route = route_find(r, url, allow, sizeof allow, &known);
+        r->limit = r->route && r->route->max_body ? r->route->max_body
+                                                  : srv->o.body_limit;
+        if (r->route && (r->route->flags & SHOAL_ROUTE_STREAM)) {
+            /* Check who is sending before a byte of the body is taken. */
+            struct shoal_err err;
+            shoal_err_clear(&err);
+            if (check_flags(r, &err) != 0 ||
+                r->route->body(r, NULL, 0, &err) != 0) {
+                r->close = 1;
+                return send_error(r, &err);
+            }
+            return MHD_YES;
+        }
         const char *cl = MHD_lookup_connection_value(
             c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && strtoull(cl, NULL, 10) > srv->o.body_limit) {
+        if (cl != NULL && strtoull(cl, NULL, 10) > r->limit) {
             /* Refuse before reading a byte of it; the connection closes. */
             struct shoal_err err;
             r->too_big = 1;
             r->close = 1;
             shoal_err_set(&err, SHOAL_ETOOLARGE, "body larger than %zu bytes",
-                          srv->o.body_limit);
+                          r->limit);
             return send_error(r, &err);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size != 0 && r->route && (r->route->flags & SHOAL_ROUTE_STREAM)) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (!r->stream_failed &&
+            r->route->body(r, upload, n, &r->stream_err) != 0) {
+            r->stream_failed = 1;          /* the rest is discarded */
+            r->close = 1;
         }
         return MHD_YES;
     }
     if (*upload_size != 0) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (r->too_big || r->body_len + n > srv->o.body_limit) {
+        if (r->too_big || r->body_len + n > r->limit) {
             r->too_big = 1;                /* discard the rest */
             return MHD_YES;
         }
@@ -939,6 +1040,11 @@ void shoal_req_set_user(struct shoal_req *req, void *user,
     req->user_free = free_fn;
 }
 
+int shoal_req_is_admin(const struct shoal_req *req)
+{
+    return req->admin || (req->route && (req->route->flags & SHOAL_ROUTE_ADMIN));
+}
+
 void *shoal_req_user(const struct shoal_req *req)
 {
     return req->user;
@@ -990,4 +1096,88 @@ int shoal_req_set_body(struct shoal_req *req, int status,
 void shoal_req_close(struct shoal_req *req)
 {
     req->close = 1;
+}
+
+static void set_resp(struct shoal_req *req, int status,
+                     struct MHD_Response *resp, const char *content_type)
+{
+    if (req->resp)
+        MHD_destroy_response(req->resp);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    req->resp = resp;
+    req->status = status;
+}
+
+int shoal_req_set_fd(struct shoal_req *req, int status,
+                     const char *content_type, int fd, uint64_t offset,
+                     uint64_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_fd_at_offset64(len, fd, offset);
+    if (resp == NULL) {
+        close(fd);
+        return -1;
+    }
+    set_resp(req, status, resp, content_type);
+    return 0;
+}
+
+struct reader {
+    shoal_read_fn read;
+    void *cls;
+    void (*free_cls)(void *);
+};
+
+static ssize_t reader_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct reader *rd = cls;
+    long n = rd->read(rd->cls, pos, buf, max);
+    return n > 0 ? (ssize_t)n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void reader_free(void *cls)
+{
+    struct reader *rd = cls;
+    if (rd->free_cls)
+        rd->free_cls(rd->cls);
+    free(rd);
+}
+
+int shoal_req_set_reader(struct shoal_req *req, int status,
+                         const char *content_type, uint64_t len,
+                         shoal_read_fn read, void *cls,
+                         void (*free_cls)(void *))
+{
+    struct reader *rd = malloc(sizeof *rd);
+    if (rd == NULL) {
+        if (free_cls)
+            free_cls(cls);
+        return -1;
+    }
+    rd->read = read;
+    rd->cls = cls;
+    rd->free_cls = free_cls;
+    /* Blocks of 256 KiB: few calls, little memory per connection. */
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        len, 256 * 1024, reader_cb, rd, reader_free);
+    if (resp == NULL) {
+        reader_free(rd);
+        return -1;
+    }
+    set_resp(req, status, resp, content_type);
+    return 0;
+}
+
+void shoal_req_set_state(struct shoal_req *req, void *state,
+                         void (*free_fn)(void *))
+{
+    if (req->state_free)
+        req->state_free(req->state);
+    req->state = state;
+    req->state_free = free_fn;
+}
+
+void *shoal_req_state(const struct shoal_req *req)
+{
+    return req->state;
 }

@@ -21,6 +21,7 @@
 #define SHOAL_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 #include "err.h"
@@ -33,6 +34,9 @@ enum shoal_route_flags {
     SHOAL_ROUTE_AUTH = 1 << 0,   /* Bearer session, checked by opts.auth */
     SHOAL_ROUTE_JSON = 1 << 1,   /* body must be a JSON object */
     SHOAL_ROUTE_ADMIN = 1 << 2,  /* Bearer must be the admin token */
+    SHOAL_ROUTE_STREAM = 1 << 3, /* body handed to route.body in parts */
+    SHOAL_ROUTE_ADMIN_OK = 1 << 4, /* with AUTH: the admin token also passes
+                                      (shoal_req_is_admin tells which) */
 };
 
 struct shoal_req;
@@ -40,11 +44,25 @@ struct shoal_req;
 typedef int (*shoal_handler)(struct shoal_req *req, json_t **reply,
                              struct shoal_err *err);
 
+/*
+ * Body callback of a SHOAL_ROUTE_STREAM route.  Called once with data NULL
+ * and len 0 as soon as the headers are in and the route's auth flags have
+ * passed (to check permissions and prepare), then once per part of the
+ * body as it arrives.  Returning -1 with err set answers the error (the
+ * rest of the body is discarded and the connection closed).  The route's
+ * fn runs after the last part, as for any route.  body_limit does not
+ * apply: the callback enforces its own.
+ */
+typedef int (*shoal_body_fn)(struct shoal_req *req, const char *data,
+                             size_t len, struct shoal_err *err);
+
 struct shoal_route {
     const char *method;      /* "GET", "POST", … ("GET" also answers HEAD) */
     const char *pattern;     /* "/v1/sessions/{sid}": {x} matches a segment */
     unsigned flags;
     shoal_handler fn;
+    shoal_body_fn body;      /* SHOAL_ROUTE_STREAM routes only */
+    size_t max_body;         /* this route's body limit (0: the server's) */
 };
 
 /*
@@ -132,6 +150,9 @@ const struct shoal_route *shoal_req_route(const struct shoal_req *req);
 /* The app pointer of the server options. */
 void *shoal_req_app(const struct shoal_req *req);
 
+/* 1 when the request was let in by the admin token. */
+int shoal_req_is_admin(const struct shoal_req *req);
+
 /* What the auth callback learned (e.g. a session); borrowed until the
  * request ends; free_fn (may be NULL) releases it then. */
 void shoal_req_set_user(struct shoal_req *req, void *user,
@@ -146,6 +167,30 @@ void shoal_req_add_header(struct shoal_req *req, const char *name,
 /* Reply with a raw body instead of JSON (copied). */
 int shoal_req_set_body(struct shoal_req *req, int status,
                        const char *content_type, const char *body, size_t len);
+/* Reply with len bytes of fd from offset, sent with sendfile.  The
+ * response owns fd from now on (closed when sent, or on failure).  -1 on
+ * ENOMEM. */
+int shoal_req_set_fd(struct shoal_req *req, int status,
+                     const char *content_type, int fd, uint64_t offset,
+                     uint64_t len);
+
+/* Reply with len bytes produced by read(cls, pos, buf, max), which
+ * returns the number of bytes written to buf (at most max, at least 1), or
+ * -1 to abort the connection.  free_cls (may be NULL) releases cls when
+ * the response is done.  -1 on ENOMEM (free_cls is then called). */
+typedef long (*shoal_read_fn)(void *cls, uint64_t pos, char *buf, size_t max);
+int shoal_req_set_reader(struct shoal_req *req, int status,
+                         const char *content_type, uint64_t len,
+                         shoal_read_fn read, void *cls,
+                         void (*free_cls)(void *));
+
+/* State a SHOAL_ROUTE_STREAM route keeps between its calls (borrowed
+ * until the request ends; free_fn, may be NULL, releases it then, also
+ * when the request is abandoned half-way). */
+void shoal_req_set_state(struct shoal_req *req, void *state,
+                         void (*free_fn)(void *));
+void *shoal_req_state(const struct shoal_req *req);
+
 /* Close the connection after this response. */
 void shoal_req_close(struct shoal_req *req);
 

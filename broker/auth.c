@@ -56,6 +56,7 @@ int br_auth(struct shoal_req *req, const char *bearer, struct shoal_err *err)
         return shoal_err_set(err, SHOAL_EIPMISMATCH,
                              "session '%.8s…' is bound to another address", sid);
     }
+    br_usage_add(app, s->user_id, 0, 0, 1);
     shoal_req_set_user(req, s, session_free);
     return 0;
 }

@@ -14,6 +14,8 @@
 #include "err.h"
 #include "http.h"
 #include "keys.h"
+#include "manifest.h"
+#include "store.h"
 #include "util.h"
 
 #define BR_VERSION "0.1.0"
@@ -93,6 +95,41 @@ struct br_app;
 int br_session_find(struct br_app *app, const char *sid,
                     struct br_session_row *out, struct shoal_err *err);
 
+/* A file row, as cached. */
+struct br_file_row {
+    char share_id[37];
+    char owner_id[37];
+    int latest;
+    int deleted;
+};
+
+/* Find file_id through cache c (NULL: straight from the database): 1 with
+ * *out filled, 0 when unknown, -1 with err. */
+int br_file_find(struct br_cache *c, PGconn *conn, const char *file_id,
+                 struct br_file_row *out, struct shoal_err *err);
+
+/* br_share_access through cache c (NULL: none); only positive answers
+ * are kept. */
+int br_access_find(struct br_cache *c, PGconn *conn, const char *user_id,
+                   const char *share_id, struct shoal_err *err);
+
+/* --- an exact cache of small values (kvcache.c) --- */
+
+struct br_kv;
+/* nslots (rounded up to a power of two) values of vsize bytes, each kept
+ * at most ttl seconds.  NULL on ENOMEM. */
+struct br_kv *br_kv_new(size_t nslots, size_t vsize, double ttl);
+void br_kv_free(struct br_kv *kv);
+/* Read before fetching a value from the database; hand to br_kv_put. */
+unsigned br_kv_epoch(struct br_kv *kv, const char *key);
+/* 1 with the value copied to val, 0 on a miss. */
+int br_kv_get(struct br_kv *kv, const char *key, void *val);
+/* Store, unless key's slot saw an eviction since epoch was read. */
+void br_kv_put(struct br_kv *kv, const char *key, const void *val,
+               unsigned epoch);
+void br_kv_evict(struct br_kv *kv, const char *key);
+void br_kv_clear(struct br_kv *kv);
+
 /* --- the application --- */
 
 enum br_role {
@@ -108,6 +145,10 @@ struct br_app {
     struct br_db *db;
     struct br_metrics *metrics;
     struct br_cache *cache;        /* NULL: every lookup asks the database */
+    struct shoal_store *store;     /* the file role's pieces (NULL: role off) */
+    struct br_usage *usage;        /* metering (usage.c) */
+    struct br_vcache *vcache;      /* versions in memory (vcache.c) */
+    struct br_gc *gc;              /* freeing pieces (gc.c) */
     char broker_id[37];
     char public_url[256];
     unsigned roles;
@@ -118,6 +159,7 @@ struct br_app {
     long long session_ttl;         /* seconds */
     long long purge_after;         /* seconds after expiry */
     int invite_only;
+    long long sign_ttl;            /* seconds a manifest signature lasts */
 };
 
 /* Parse "trust,metadata" into role bits; -1 with SHOAL_EINVAL. */
@@ -144,6 +186,138 @@ const struct br_session *br_caller(const struct shoal_req *req);
 /* The keyed hash of a UUID secret (Authentication ID, invite). */
 void br_secret_hash(const struct br_app *app, const char *uuid,
                     unsigned char out[32]);
+
+/* --- access to shares (acl.c) --- */
+
+enum br_access {
+    BR_ACCESS_NONE = 0,      /* unknown share, or the caller may not read */
+    BR_ACCESS_READ = 1,
+    BR_ACCESS_WRITE = 2,
+    BR_ACCESS_OWNER = 3,
+};
+
+/* The access user_id has to share_id (canonical UUIDs): its owner, or
+ * the best of the ACL entries naming the user or a group it is in.  -1
+ * with err on a database failure. */
+int br_share_access(PGconn *c, const char *user_id, const char *share_id,
+                    struct shoal_err *err);
+
+/* Longest name of a share or a group, in bytes. */
+#define BR_NAME_MAX 255
+
+/* obj[key] must be a name: a string of 1 to BR_NAME_MAX bytes without
+ * control characters (< 0x20, 0x7f).  *out is borrowed from obj. */
+int br_json_name(const json_t *obj, const char *key, const char **out,
+                 struct shoal_err *err);
+
+/* obj[key] must be an array of at most max canonical UUIDs.  Returns them
+ * lowercase, in order and with any duplicates, as a PostgreSQL array
+ * literal "{a,b}" (new string: free()), and their number in *count (may
+ * be NULL); NULL with SHOAL_EINVAL naming the bad entry. */
+char *br_json_uuids(const json_t *obj, const char *key, size_t max,
+                    size_t *count, struct shoal_err *err);
+
+/* Share id as user viewer sees it (h_shares.c): a new reference, or NULL
+ * with err, 404 when viewer may not read it. */
+json_t *br_share_load(PGconn *c, const char *viewer, const char *id,
+                      struct shoal_err *err);
+
+/* --- files and versions (files.c) --- */
+
+/* A file as the caller sees it. */
+struct br_file {
+    char file_id[37];
+    char share_id[37];
+    char owner_id[37];
+    int latest;                      /* latest version */
+    enum br_access access;           /* the caller's, on the share */
+};
+
+/* Load file {id} of the request for the caller: 404 when unknown or not
+ * readable by the caller, 410 when deleted, 403 when want is
+ * BR_ACCESS_WRITE and the caller may only read. */
+int br_file_open(PGconn *c, const struct shoal_req *req, enum br_access want,
+                 struct br_file *f, struct shoal_err *err);
+
+/* The version a request names with ?version=N, else the latest. */
+int br_version_arg(const struct shoal_req *req, const struct br_file *f,
+                   int *version, struct shoal_err *err);
+
+/* A version, with the hashes of pieces first .. first+nhashes-1. */
+struct br_version {
+    int version;
+    uint64_t size;
+    uint32_t piece_size;
+    uint64_t npieces;
+    unsigned char root[32];
+    long long created_at;
+    char created_by[37];
+    uint64_t first;                  /* index of hashes[0] */
+    uint64_t nhashes;
+    unsigned char (*hashes)[32];     /* owned; br_version_free */
+};
+
+/* Load a version and the hashes of npieces_wanted pieces from first_piece
+ * (fewer when the version has fewer; 0 for none).  404 when missing. */
+int br_version_load(PGconn *c, const char *file_id, int version,
+                    uint64_t first_piece, uint64_t npieces_wanted,
+                    struct br_version *v, struct shoal_err *err);
+void br_version_free(struct br_version *v);
+
+/* The X-Sign header value for a version, signed now; *expires (may be
+ * NULL) gets its expiry. */
+void br_version_xsign(const struct br_app *app, const char *file_id,
+                      const struct br_version *v, char out[SHOAL_XSIGN_MAX],
+                      long long *expires);
+
+/* --- metering (usage.c) --- */
+
+struct br_usage;
+/* Count for user_id, in the current hour: bytes received, bytes served,
+ * requests.  Cheap: memory only, flushed by a thread. */
+void br_usage_add(struct br_app *app, const char *user_id,
+                  unsigned long long ingress, unsigned long long egress,
+                  unsigned requests);
+/* This broker's totals since it started (for /metrics). */
+void br_usage_totals(const struct br_app *app, unsigned long long *ingress,
+                     unsigned long long *egress);
+int br_usage_start(struct br_app *app, struct shoal_err *err);
+void br_usage_stop(struct br_app *app);
+/* Write this broker's counts now, and sample the stored bytes of user_id
+ * (NULL: everyone's), so that a report includes everything up to now. */
+void br_usage_flush(struct br_app *app, const char *user_id);
+
+/* Body callback of PUT /v1/files/{id}/pieces/{n} (h_pieces.c). */
+int br_piece_body(struct shoal_req *req, const char *data, size_t len,
+                  struct shoal_err *err);
+
+/* --- versions in memory (vcache.c) --- */
+
+struct br_vcache;
+struct br_vent;
+/* A cache of at most budget bytes. NULL on ENOMEM. */
+struct br_vcache *br_vcache_new(size_t budget);
+void br_vcache_free(struct br_vcache *vc);
+/* Version 'version' of file_id with all its hashes, from memory or the
+ * database; hold it until br_vent_put.  404 when there is no such version. */
+int br_vent_get(struct br_app *app, PGconn *conn, const char *file_id,
+                int version, struct br_vent **out, struct shoal_err *err);
+void br_vent_put(struct br_app *app, struct br_vent *e);
+/* The version of an entry (borrowed while the entry is held). */
+const struct br_version *br_vent_version(const struct br_vent *e);
+/* The entry's X-Sign, signed again only when its expiry moves. */
+void br_vent_xsign(struct br_app *app, struct br_vent *e, const char *file_id,
+                   char out[SHOAL_XSIGN_MAX]);
+
+/* --- freeing pieces (gc.c) --- */
+
+struct br_gc;
+/* Remove this broker's copy of a piece if, with its row locked, no
+ * version counts it (c: a borrowed connection outside any transaction). */
+void br_gc_remove(struct br_app *app, PGconn *c, const unsigned char hash[32]);
+/* The sweeper thread (nothing when the file role is off). */
+int br_gc_start(struct br_app *app, struct shoal_err *err);
+void br_gc_stop(struct br_app *app);
 
 /* --- the route table (routes.c) --- */
 
@@ -172,6 +346,32 @@ BR_HANDLER(h_broker_list);
 BR_HANDLER(h_broker_create);
 BR_HANDLER(h_broker_delete);
 BR_HANDLER(h_invite_create);
+BR_HANDLER(h_file_create);
+BR_HANDLER(h_file_update);
+BR_HANDLER(h_file_list);
+BR_HANDLER(h_file_get);
+BR_HANDLER(h_file_versions);
+BR_HANDLER(h_file_manifest);
+BR_HANDLER(h_file_delete);
+BR_HANDLER(h_file_content);
+BR_HANDLER(h_piece_put);
+BR_HANDLER(h_piece_get);
+BR_HANDLER(h_piece_have);
+BR_HANDLER(h_usage);
+BR_HANDLER(h_group_create);
+BR_HANDLER(h_group_list);
+BR_HANDLER(h_group_get);
+BR_HANDLER(h_group_update);
+BR_HANDLER(h_group_delete);
+BR_HANDLER(h_share_create);
+BR_HANDLER(h_share_list);
+BR_HANDLER(h_share_get);
+BR_HANDLER(h_share_update);
+BR_HANDLER(h_share_delete);
+BR_HANDLER(h_share_acl_put);
+BR_HANDLER(h_share_allocation_put);
+BR_HANDLER(h_quota_get);
+BR_HANDLER(h_quota_put);
 
 /* Small shared helpers for handlers (handlers.c). */
 

@@ -1,16 +1,19 @@
 /*
- * cache.c - the session cache that keeps the inner-circle check and the
- * Bearer check off the database.
+ * cache.c - the caches that keep the hot paths (the Bearer check, the
+ * inner-circle check, serving content) off the database, kept exact by
+ * the database itself.
  *
- * A session row never changes once written: it is only deleted (logout,
- * purge, user removal).  A trigger (schemas/sql/001_trust.sql) notifies
- * channel 'shoal_session' with the session id of every deleted row; a
- * listener thread on its own connection evicts it here, on every broker
- * sharing the database.  When the listener loses its connection, the cache
- * is emptied and bypassed until it is back, so a missed notification can
- * never keep a revoked session alive.  Entries also age out after
- * session_cache_ttl as a last safety net.  Unknown sessions are never
- * cached, so a session created through another broker is seen at once.
+ * Triggers (schemas/sql) announce every change that could make an entry
+ * wrong: a deleted session on channel 'shoal_session' (its id), a changed
+ * or deleted file on 'shoal_file' (its id), and any change to shares, ACLs,
+ * groups or their members on 'shoal_acl' (every access entry is dropped).
+ * A listener thread on its own connection applies them on every broker
+ * that shares the database.  While the listener has no connection the
+ * caches are emptied and bypassed, so a missed announcement can never
+ * keep a stale entry alive.  Entries also age out after the configured
+ * time as a last safety net.  Negative answers (no such session, no
+ * access) are never cached, so what another broker creates is seen at
+ * once.
  */
 #include <poll.h>
 #include <stdlib.h>
@@ -20,23 +23,13 @@
 #include "broker.h"
 #include "log.h"
 
-#define NSLOTS 16384                 /* power of two */
-#define NLOCKS 64
+#define NSLOTS 16384
 #define HEARTBEAT 5.0                /* seconds of silence before a ping */
 
-struct slot {
-    struct br_session_row row;       /* row.session_id[0] == 0: empty */
-    double stored;                   /* monotonic */
-};
-
 struct br_cache {
-    struct slot *slots;
-    /* Bumped on every eviction in a slot: a row read from the database
-     * before an eviction must not be stored after it (it may be the very
-     * session just deleted). */
-    atomic_uint *epochs;
-    pthread_mutex_t locks[NLOCKS];
-    double ttl;
+    struct br_kv *sessions;          /* session id -> br_session_row */
+    struct br_kv *files;             /* file id -> br_file_row */
+    struct br_kv *access;            /* "user/share" -> int */
     atomic_int usable;               /* 0 while the listener is down */
     atomic_int stop;
     pthread_t thread;
@@ -44,89 +37,31 @@ struct br_cache {
     char *conninfo;
 };
 
-static size_t slot_of(const char *sid)
-{
-    uint32_t h = 2166136261u;        /* FNV-1a */
-    for (const char *p = sid; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h & (NSLOTS - 1);
-}
-
 static void clear_all(struct br_cache *c)
 {
-    for (size_t i = 0; i < NSLOTS; i++) {
-        pthread_mutex_t *l = &c->locks[i % NLOCKS];
-        pthread_mutex_lock(l);
-        c->slots[i].row.session_id[0] = '\0';
-        atomic_fetch_add(&c->epochs[i], 1);
-        pthread_mutex_unlock(l);
-    }
+    br_kv_clear(c->sessions);
+    br_kv_clear(c->files);
+    br_kv_clear(c->access);
 }
 
 void br_cache_evict(struct br_cache *c, const char *sid)
 {
-    if (c == NULL)
-        return;
-    size_t i = slot_of(sid);
-    pthread_mutex_t *l = &c->locks[i % NLOCKS];
-    pthread_mutex_lock(l);
-    if (strcmp(c->slots[i].row.session_id, sid) == 0)
-        c->slots[i].row.session_id[0] = '\0';
-    atomic_fetch_add(&c->epochs[i], 1);
-    pthread_mutex_unlock(l);
+    if (c)
+        br_kv_evict(c->sessions, sid);
 }
 
-static int cache_get(struct br_cache *c, const char *sid,
-                     struct br_session_row *out)
+static int usable(const struct br_cache *c)
 {
-    if (c == NULL || !atomic_load(&c->usable))
-        return 0;
-    size_t i = slot_of(sid);
-    int hit = 0;
-    pthread_mutex_t *l = &c->locks[i % NLOCKS];
-    pthread_mutex_lock(l);
-    struct slot *s = &c->slots[i];
-    if (strcmp(s->row.session_id, sid) == 0) {
-        if (shoal_mono() - s->stored < c->ttl) {
-            *out = s->row;
-            hit = 1;
-        } else {
-            s->row.session_id[0] = '\0';
-        }
-    }
-    pthread_mutex_unlock(l);
-    return hit;
-}
-
-/* The eviction epoch of sid's slot, read before asking the database. */
-static unsigned cache_epoch(struct br_cache *c, const char *sid)
-{
-    return c ? atomic_load(&c->epochs[slot_of(sid)]) : 0;
-}
-
-/* Store a row read from the database, unless its slot saw an eviction
- * since 'epoch' was read. */
-static void cache_put(struct br_cache *c, const struct br_session_row *row,
-                      unsigned epoch)
-{
-    if (c == NULL || !atomic_load(&c->usable))
-        return;
-    size_t i = slot_of(row->session_id);
-    pthread_mutex_t *l = &c->locks[i % NLOCKS];
-    pthread_mutex_lock(l);
-    if (atomic_load(&c->epochs[i]) == epoch) {
-        c->slots[i].row = *row;
-        c->slots[i].stored = shoal_mono();
-    }
-    pthread_mutex_unlock(l);
+    return c != NULL && atomic_load(&((struct br_cache *)c)->usable);
 }
 
 int br_session_find(struct br_app *app, const char *sid,
                     struct br_session_row *out, struct shoal_err *err)
 {
-    if (cache_get(app->cache, sid, out))
+    struct br_cache *c = app->cache;
+    if (usable(c) && br_kv_get(c->sessions, sid, out))
         return 1;
-    unsigned epoch = cache_epoch(app->cache, sid);
+    unsigned epoch = c ? br_kv_epoch(c->sessions, sid) : 0;
     const char *p[] = { sid };
     PGresult *r = br_db_exec(app->db,
         "SELECT s.user_id, host(s.ip), extract(epoch FROM s.expires_at)::bigint,"
@@ -150,16 +85,70 @@ int br_session_find(struct br_app *app, const char *sid,
              pk ? json_string_value(pk) : "");
     json_decref(pk);
     PQclear(r);
-    cache_put(app->cache, out, epoch);
+    if (usable(c))
+        br_kv_put(c->sessions, sid, out, epoch);
     return 1;
 }
 
-/* Listen for deletions until told to stop; reconnect after failures. */
+int br_file_find(struct br_cache *c, PGconn *conn, const char *file_id,
+                 struct br_file_row *out, struct shoal_err *err)
+{
+    if (usable(c) && br_kv_get(c->files, file_id, out))
+        return 1;
+    unsigned epoch = c ? br_kv_epoch(c->files, file_id) : 0;
+    const char *p[] = { file_id };
+    PGresult *r = br_db_query(conn,
+        "SELECT share_id, owner_id, latest, deleted_at IS NOT NULL"
+        " FROM files WHERE file_id = $1", 1, p, err);
+    if (r == NULL)
+        return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return 0;
+    }
+    memset(out, 0, sizeof *out);
+    snprintf(out->share_id, sizeof out->share_id, "%s", PQgetvalue(r, 0, 0));
+    snprintf(out->owner_id, sizeof out->owner_id, "%s", PQgetvalue(r, 0, 1));
+    out->latest = atoi(PQgetvalue(r, 0, 2));
+    out->deleted = PQgetvalue(r, 0, 3)[0] == 't';
+    PQclear(r);
+    if (usable(c))
+        br_kv_put(c->files, file_id, out, epoch);
+    return 1;
+}
+
+int br_access_find(struct br_cache *c, PGconn *conn, const char *user_id,
+                   const char *share_id, struct shoal_err *err)
+{
+    char key[80];
+    int access;
+    snprintf(key, sizeof key, "%s/%s", user_id, share_id);
+    if (usable(c) && br_kv_get(c->access, key, &access))
+        return access;
+    unsigned epoch = c ? br_kv_epoch(c->access, key) : 0;
+    access = br_share_access(conn, user_id, share_id, err);
+    if (access > BR_ACCESS_NONE && usable(c))
+        br_kv_put(c->access, key, &access, epoch);
+    return access;
+}
+
+/* Apply one announcement. */
+static void heard(struct br_cache *c, const PGnotify *n)
+{
+    if (strcmp(n->relname, "shoal_session") == 0)
+        br_kv_evict(c->sessions, n->extra);
+    else if (strcmp(n->relname, "shoal_file") == 0)
+        br_kv_evict(c->files, n->extra);
+    else if (strcmp(n->relname, "shoal_acl") == 0)
+        br_kv_clear(c->access);
+}
+
+/* Listen for changes until told to stop; reconnect after failures. */
 static void *listener_main(void *arg)
 {
     struct br_cache *c = arg;
     PGconn *conn = NULL;
-    double heard = shoal_mono();
+    double last = shoal_mono();
 
     while (!atomic_load(&c->stop)) {
         if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
@@ -168,7 +157,8 @@ static void *listener_main(void *arg)
             PQfinish(conn);
             conn = br_db_connect(c->conninfo);
             PGresult *r = PQstatus(conn) == CONNECTION_OK
-                              ? PQexec(conn, "LISTEN shoal_session") : NULL;
+                ? PQexec(conn, "LISTEN shoal_session; LISTEN shoal_file;"
+                               " LISTEN shoal_acl") : NULL;
             int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
             PQclear(r);
             if (!ok) {
@@ -177,42 +167,42 @@ static void *listener_main(void *arg)
                 sleep(1);
                 continue;
             }
-            /* Anything deleted before LISTEN took effect was cleared
-             * above; from now on every deletion is heard. */
+            /* Anything changed before LISTEN took effect was cleared
+             * above; from now on every change is heard. */
             clear_all(c);
             atomic_store(&c->usable, 1);
+            last = shoal_mono();
         }
         struct pollfd pfd = { .fd = PQsocket(conn), .events = POLLIN };
         int n = poll(&pfd, 1, 500);
         if (n < 0)
             continue;
-        if (n == 0 && shoal_mono() - heard > HEARTBEAT) {
+        if (n == 0 && shoal_mono() - last > HEARTBEAT) {
             /* A silent connection may be a dead one: ask.  Failing, the
-             * cache is bypassed until the listener is back. */
+             * caches are bypassed until the listener is back. */
             PGresult *r = PQexec(conn, "SELECT 1");
             int ok = r && PQresultStatus(r) == PGRES_TUPLES_OK;
             PQclear(r);
-            heard = shoal_mono();
+            last = shoal_mono();
             if (!ok) {
-                shoal_log(SHOAL_LOG_WARN, NULL,
-                          "session cache listener lost its connection");
+                shoal_log(SHOAL_LOG_WARN, NULL, "cache listener lost its connection");
                 PQfinish(conn);
                 conn = NULL;
                 continue;
             }
         }
-        if (n > 0)
-            heard = shoal_mono();
-        if (n > 0 && PQconsumeInput(conn) == 0) {
-            shoal_log(SHOAL_LOG_WARN, NULL,
-                      "session cache listener lost its connection");
-            PQfinish(conn);
-            conn = NULL;
-            continue;
+        if (n > 0) {
+            last = shoal_mono();
+            if (PQconsumeInput(conn) == 0) {
+                shoal_log(SHOAL_LOG_WARN, NULL, "cache listener lost its connection");
+                PQfinish(conn);
+                conn = NULL;
+                continue;
+            }
         }
         PGnotify *nt;
         while ((nt = PQnotifies(conn)) != NULL) {
-            br_cache_evict(c, nt->extra);
+            heard(c, nt);
             PQfreemem(nt);
         }
     }
@@ -227,14 +217,12 @@ struct br_cache *br_cache_new(const char *conninfo, double ttl,
     struct br_cache *c = calloc(1, sizeof *c);
     if (c == NULL)
         goto nomem;
-    c->slots = calloc(NSLOTS, sizeof *c->slots);
-    c->epochs = calloc(NSLOTS, sizeof *c->epochs);
+    c->sessions = br_kv_new(NSLOTS, sizeof(struct br_session_row), ttl);
+    c->files = br_kv_new(NSLOTS, sizeof(struct br_file_row), ttl);
+    c->access = br_kv_new(NSLOTS, sizeof(int), ttl);
     c->conninfo = strdup(conninfo);
-    if (c->slots == NULL || c->epochs == NULL || c->conninfo == NULL)
+    if (!c->sessions || !c->files || !c->access || !c->conninfo)
         goto nomem;
-    for (int i = 0; i < NLOCKS; i++)
-        pthread_mutex_init(&c->locks[i], NULL);
-    c->ttl = ttl;
     if (pthread_create(&c->thread, NULL, listener_main, c) != 0) {
         shoal_err_set(err, SHOAL_EINTERNAL, "cannot start the cache listener");
         br_cache_free(c);
@@ -253,13 +241,11 @@ void br_cache_free(struct br_cache *c)
     if (c == NULL)
         return;
     atomic_store(&c->stop, 1);
-    if (c->started) {
+    if (c->started)
         pthread_join(c->thread, NULL);
-        for (int i = 0; i < NLOCKS; i++)
-            pthread_mutex_destroy(&c->locks[i]);
-    }
-    free(c->slots);
-    free(c->epochs);
+    br_kv_free(c->sessions);
+    br_kv_free(c->files);
+    br_kv_free(c->access);
     free(c->conninfo);
     free(c);
 }

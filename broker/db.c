@@ -30,7 +30,13 @@ PGconn *br_db_connect(const char *conninfo)
     const char *values[] = {
         "10", "1", "30", "10", "3", "30000", "shoal-broker", conninfo, NULL,
     };
-    return PQconnectdbParams(keys, values, 1);
+    PGconn *c = PQconnectdbParams(keys, values, 1);
+    if (c != NULL && PQstatus(c) == CONNECTION_OK) {
+        /* Hours and days of usage are UTC hours and days. */
+        PGresult *r = PQexec(c, "SET TIME ZONE 'UTC'");
+        PQclear(r);
+    }
+    return c;
 }
 
 static PGconn *connect_one(const char *conninfo, struct shoal_err *err)

@@ -27,7 +27,9 @@ static const struct shoal_config_key config_keys[] = {
     { "session_ttl", "24h", "how long a session lives" },
     { "session_purge_after", "1h", "how long an expired session is kept before it is deleted" },
     { "session_cache_ttl", "60s", "longest time a session is served from memory (0: no cache)" },
-    { "threads", "2", "HTTP worker threads" },
+    { "version_cache", "64MiB", "memory for versions and their piece hashes" },
+    { "sign_ttl", "7d", "how long a manifest signature (X-Sign) stays valid" },
+    { "threads", "4", "HTTP worker threads" },
     { "db_connections", "4", "PostgreSQL connections in the pool" },
     { "max_connections", "1000", "open HTTP connections above which new ones are refused" },
     { "idle_timeout", "30s", "an HTTP connection idle this long is closed" },
@@ -250,6 +252,30 @@ int main(int argc, char **argv)
     br_db_put(app.db, mc);
     if (mrc != 0)
         goto fail;
+    if (shoal_config_seconds(cfg, "sign_ttl", &app.sign_ttl, &err) != 0)
+        goto fail;
+    if (app.sign_ttl < 60 || app.sign_ttl > MAX_DURATION) {
+        shoal_err_set(&err, SHOAL_EINVAL, "sign_ttl must be 60s to 3650d");
+        goto fail;
+    }
+    if (app.roles & BR_ROLE_FILE) {
+        snprintf(path, sizeof path, "%s/store", dir);
+        if ((app.store = shoal_store_open(path, &err)) == NULL)
+            goto fail;
+    }
+    unsigned long long vbudget;
+    if (shoal_config_size(cfg, "version_cache", &vbudget, &err) != 0)
+        goto fail;
+    if (vbudget > (1ULL << 40)) {
+        shoal_err_set(&err, SHOAL_EINVAL, "version_cache must be at most 1TiB");
+        goto fail;
+    }
+    if ((app.vcache = br_vcache_new((size_t)vbudget)) == NULL) {
+        shoal_err_set(&err, SHOAL_EINTERNAL, "out of memory");
+        goto fail;
+    }
+    if (br_usage_start(&app, &err) != 0 || br_gc_start(&app, &err) != 0)
+        goto fail;
     long long cache_ttl;
     if (shoal_config_seconds(cfg, "session_cache_ttl", &cache_ttl, &err) != 0)
         goto fail;
@@ -341,6 +367,10 @@ fail:
     rc = 1;
 out:
     shoal_server_stop(srv);
+    br_gc_stop(&app);
+    br_usage_stop(&app);
+    br_vcache_free(app.vcache);
+    shoal_store_close(app.store);
     br_cache_free(app.cache);
     br_db_close(app.db);
     br_metrics_free(app.metrics);

@@ -119,6 +119,14 @@ BR_HANDLER(h_metrics)
                "shoal_http_request_duration_seconds_count %llu\n",
             (double)atomic_load(&m->sum_us) / 1e6, cum);
 
+    unsigned long long in, out;
+    br_usage_totals(app, &in, &out);
+    fprintf(f, "# HELP shoal_ingress_bytes_total Piece bytes received by this broker.\n"
+               "# TYPE shoal_ingress_bytes_total counter\n"
+               "shoal_ingress_bytes_total %llu\n"
+               "# HELP shoal_egress_bytes_total Content bytes served by this broker.\n"
+               "# TYPE shoal_egress_bytes_total counter\n"
+               "shoal_egress_bytes_total %llu\n", in, out);
     long long live = count_of(app, "SELECT count(*) FROM sessions"
                                    " WHERE expires_at > now()", err);
     long long users = live < 0 ? -1 : count_of(app, "SELECT count(*) FROM users", err);

@@ -49,6 +49,74 @@ static const struct cmd commands[] = {
       "  rm   stop trusting a user\n"
       "  ls   list the users trusted",
       "manage the users this user trusts", PR_RUN_IDENTITY },
+    { "put", pr_cmd_put,
+      "put FILE [--share NAME|ID] [--path P] [--name N] [--piece-size N]\n"
+      "          [-j CONNECTIONS]\n"
+      "\n"
+      "  --share NAME|ID   the share to store in (default: your share\n"
+      "                    'default', created on first use)\n"
+      "  --path P          folder path in the share, \"a/b\" (default: \"\")\n"
+      "  --name N          file name (default: FILE's base name)\n"
+      "  --piece-size N    bytes per piece, a power of two from 16K to 16M\n"
+      "                    (default: the existing file's, else 512K, or\n"
+      "                    larger for a file of more than 262144 pieces)\n"
+      "  -j, --jobs N      parallel connections (default 4)\n"
+      "\n"
+      "Prints the file id.  A file already at that place gets a new version\n"
+      "when its content differs.  Running put again resumes: the pieces the\n"
+      "broker holds are not sent again.",
+      "upload a file (or a new version of it)", PR_RUN_IDENTITY },
+    { "get", pr_cmd_get,
+      "get ID [-o OUT] [--version N] [-j CONNECTIONS]\n"
+      "\n"
+      "  -o, --output OUT  where to write (default: the file's name, here)\n"
+      "  --version N       a version other than the latest\n"
+      "  -j, --jobs N      parallel connections (default 4)\n"
+      "\n"
+      "The manifest's signature is checked against the pinned broker key\n"
+      "and every piece against the manifest before it is written.  An OUT\n"
+      "that exists is resumed: the pieces in it that check out are kept.",
+      "download a file, verifying every piece", PR_RUN_IDENTITY },
+    { "ls", pr_cmd_ls,
+      "ls [--share NAME|ID]\n"
+      "\n"
+      "  --share NAME|ID   the share to list (default: 'default')",
+      "list the files of a share", PR_RUN_IDENTITY },
+    { "rm", pr_cmd_rm, "rm ID", "delete a file (every version)",
+      PR_RUN_IDENTITY },
+    { "versions", pr_cmd_versions, "versions ID",
+      "list the versions of a file", PR_RUN_IDENTITY },
+    { "share", pr_cmd_share,
+      "share create NAME\n"
+      "   or: shoal share ls\n"
+      "   or: shoal share grant SHARE USER|GROUP [--write]\n"
+      "   or: shoal share revoke SHARE USER|GROUP\n"
+      "   or: shoal share delete SHARE\n"
+      "\n"
+      "  create  make a share, print its id\n"
+      "  ls      list the shares you may read\n"
+      "  grant   let a user (id) or a group (id or name) read the share,\n"
+      "          or also write with --write (the owner only)\n"
+      "  revoke  take that access away\n"
+      "  delete  delete an empty share\n"
+      "\n"
+      "SHARE is a share id or name.",
+      "manage shares and who may use them", PR_RUN_IDENTITY },
+    { "group", pr_cmd_group,
+      "group create NAME [USER...]\n"
+      "   or: shoal group add GROUP USER...\n"
+      "   or: shoal group rm GROUP USER...\n"
+      "   or: shoal group ls\n"
+      "   or: shoal group delete GROUP\n"
+      "\n"
+      "  create  make a group with these members (user ids), print its id\n"
+      "  add     add members\n"
+      "  rm      remove members\n"
+      "  ls      list the groups you own or belong to\n"
+      "  delete  delete a group\n"
+      "\n"
+      "GROUP is a group id or name.",
+      "manage groups of users", PR_RUN_IDENTITY },
     { "help", cmd_help, "help [COMMAND]", "show help on shoal or a command",
       0 },
 };
@@ -77,6 +145,19 @@ int pr_json_print(const json_t *v, struct shoal_err *err)
 {
     if (json_dumpf(v, stdout, JSON_COMPACT) < 0 || fputc('\n', stdout) < 0 ||
         fflush(stdout) != 0)
+        return shoal_err_set(err, SHOAL_EIO, "cannot write to stdout");
+    return 0;
+}
+
+int pr_printf(struct shoal_err *err, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = vprintf(fmt, ap);
+    va_end(ap);
+    if (rc < 0)
         return shoal_err_set(err, SHOAL_EIO, "cannot write to stdout");
     return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * opts.c - the options of a command: --name VALUE, --name=VALUE, --switch.
+ * opts.c - the options of a command: --name VALUE, --name=VALUE, --switch,
+ * and one-letter ones: -j VALUE, -jVALUE, -f.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,9 +52,27 @@ int pr_opts_parse(const struct pr_opt *opts, int argc, char **argv,
             argv[++n] = argv[i];
             continue;
         }
-        if (arg[1] != '-')
-            return pr_usage_err(err, "unknown option '%s' of '%s'", arg,
-                                argv[0]);
+        if (arg[1] != '-') {
+            /* a one-letter option: "-j 4", "-j4", "-f" */
+            o = find_opt(opts, arg + 1, 1);
+            if (!o)
+                return pr_usage_err(err, "unknown option '%s' of '%s'", arg,
+                                    argv[0]);
+            if (o->flag) {
+                if (arg[2])
+                    return pr_usage_err(err, "option '-%s' takes no value",
+                                        o->name);
+                *o->flag = 1;
+            } else if (arg[2]) {
+                *o->value = arg + 2;
+            } else if (i + 1 < argc) {
+                *o->value = argv[++i];
+            } else {
+                return pr_usage_err(err, "option '-%s' needs a value",
+                                    o->name);
+            }
+            continue;
+        }
         eq = strchr(arg + 2, '=');
         len = eq ? (size_t)(eq - (arg + 2)) : strlen(arg + 2);
         o = find_opt(opts, arg + 2, len);

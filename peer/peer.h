@@ -73,13 +73,57 @@ int pr_cmd_sessions(struct pr_ctx *ctx, int argc, char **argv,
                     struct shoal_err *err);
 int pr_cmd_trust(struct pr_ctx *ctx, int argc, char **argv,
                  struct shoal_err *err);
+int pr_cmd_put(struct pr_ctx *ctx, int argc, char **argv,
+               struct shoal_err *err);
+int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
+               struct shoal_err *err);
+int pr_cmd_ls(struct pr_ctx *ctx, int argc, char **argv,
+              struct shoal_err *err);
+int pr_cmd_rm(struct pr_ctx *ctx, int argc, char **argv,
+              struct shoal_err *err);
+int pr_cmd_versions(struct pr_ctx *ctx, int argc, char **argv,
+                    struct shoal_err *err);
+int pr_cmd_share(struct pr_ctx *ctx, int argc, char **argv,
+                 struct shoal_err *err);
+int pr_cmd_group(struct pr_ctx *ctx, int argc, char **argv,
+                 struct shoal_err *err);
+
+/* --- shares and groups by name or id (cmd_share.c, cmd_group.c) --- */
+
+/* The share put uses when none is named, created on first use. */
+#define PR_SHARE_DEFAULT "default"
+
+/*
+ * The share arg names: a share id, else a share name, the caller's own
+ * shares first, then the shares others let it read (a name two of those
+ * share is refused: give the id).  arg NULL means PR_SHARE_DEFAULT among
+ * the caller's own shares, created when create is set.  *share gets the
+ * share object, a new reference.  -1 with err (SHOAL_ENOTFOUND when there
+ * is no such share).
+ */
+int pr_share_find(struct pr_ctx *ctx, const char *arg, int create,
+                  json_t **share, struct shoal_err *err);
+
+/*
+ * The group arg names: a group id, else a group name among the groups the
+ * caller owns, then those it is a member of.  *group gets the group
+ * object, a new reference.  -1 with err (SHOAL_ENOTFOUND when none).
+ */
+int pr_group_find(struct pr_ctx *ctx, const char *arg, json_t **group,
+                  struct shoal_err *err);
+
+/* Print a line on stdout; -1 with SHOAL_EIO when stdout cannot be
+ * written. */
+int pr_printf(struct shoal_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* --- options (opts.c) --- */
 
 /*
  * One option of a command: "--name VALUE" (and "--name=VALUE") when value
- * is set, a switch "--name" when flag is set.  A table ends with a NULL
- * name.
+ * is set, a switch "--name" when flag is set.  A one-letter name is also
+ * written "-j VALUE" or "-jVALUE" (and a switch "-f").  A table ends with
+ * a NULL name.
  */
 struct pr_opt {
     const char *name;      /* without the dashes: "broker" */

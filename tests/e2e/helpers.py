@@ -398,8 +398,12 @@ class Broker:
     # --- HTTP ---
 
     def _record(self, resp, *args, **kwargs):
+        ctype = resp.headers.get("Content-Type", "")
+        # Decoding a large binary body as text costs seconds: keep its size.
+        body = resp.text if ctype.startswith(("application/json", "text/")) \
+            else f"<{len(resp.content)} bytes of {ctype or 'no type'}>"
         self.responses.append((resp.request.method, resp.request.url, resp.status_code,
-                               str(dict(resp.headers)), resp.text))
+                               str(dict(resp.headers)), body))
 
     def session(self, token=None, source=None):
         """A new HttpSession to this broker (responses are recorded)."""

@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -55,6 +57,67 @@ static int h_text(struct shoal_req *req, json_t **reply, struct shoal_err *err)
     return shoal_req_set_body(req, 200, "text/plain", "hello\n", 6);
 }
 
+/* A streamed body: counts its bytes, refuses more than 1000. */
+struct counted {
+    size_t n;
+    int begun;
+};
+
+static int h_stream_body(struct shoal_req *req, const char *data, size_t len,
+                         struct shoal_err *err)
+{
+    struct counted *c = shoal_req_state(req);
+    if (data == NULL) {
+        if (strcmp(shoal_req_param(req, "id"), "no") == 0)
+            return shoal_err_set(err, SHOAL_EFORBIDDEN, "not this one");
+        c = calloc(1, sizeof *c);
+        c->begun = 1;
+        shoal_req_set_state(req, c, free);
+        return 0;
+    }
+    c->n += len;
+    if (c->n > 1000)
+        return shoal_err_set(err, SHOAL_ETOOLARGE, "more than 1000 bytes");
+    return 0;
+}
+
+static int h_stream(struct shoal_req *req, json_t **reply, struct shoal_err *err)
+{
+    struct counted *c = shoal_req_state(req);
+    (void)err;
+    *reply = json_pack("{s:I, s:b}", "bytes", (json_int_t)c->n, "begun", c->begun);
+    return 0;
+}
+
+/* 100 bytes of a file, by sendfile. */
+static char fd_path[64];
+
+static int h_fd(struct shoal_req *req, json_t **reply, struct shoal_err *err)
+{
+    (void)reply;
+    int fd = open(fd_path, O_RDONLY);
+    if (fd < 0)
+        return shoal_err_set(err, SHOAL_EIO, "cannot open");
+    return shoal_req_set_fd(req, 206, "application/octet-stream", fd, 10, 100);
+}
+
+/* 300000 bytes made by a reader: byte i is i % 251. */
+static long gen_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    for (size_t i = 0; i < max; i++)
+        buf[i] = (char)((pos + i) % 251);
+    return (long)max;
+}
+
+static int h_reader(struct shoal_req *req, json_t **reply, struct shoal_err *err)
+{
+    (void)reply;
+    (void)err;
+    return shoal_req_set_reader(req, 200, "application/octet-stream", 300000,
+                                gen_read, NULL, NULL);
+}
+
 static int auth(struct shoal_req *req, const char *bearer,
                 struct shoal_err *err)
 {
@@ -65,11 +128,16 @@ static int auth(struct shoal_req *req, const char *bearer,
 }
 
 static const struct shoal_route routes[] = {
-    { "GET", "/things/{id}", 0, h_echo },
-    { "DELETE", "/things/{id}", SHOAL_ROUTE_AUTH, h_echo },
-    { "POST", "/things", SHOAL_ROUTE_AUTH | SHOAL_ROUTE_JSON, h_body },
-    { "POST", "/admin", SHOAL_ROUTE_ADMIN, h_admin },
-    { "GET", "/text", 0, h_text },
+    { "GET", "/things/{id}", 0, h_echo, NULL, 0 },
+    { "DELETE", "/things/{id}", SHOAL_ROUTE_AUTH, h_echo, NULL, 0 },
+    { "POST", "/things", SHOAL_ROUTE_AUTH | SHOAL_ROUTE_JSON, h_body, NULL, 0 },
+    { "POST", "/admin", SHOAL_ROUTE_ADMIN, h_admin, NULL, 0 },
+    { "GET", "/text", 0, h_text, NULL, 0 },
+    { "PUT", "/stream/{id}", SHOAL_ROUTE_AUTH | SHOAL_ROUTE_STREAM, h_stream,
+      h_stream_body, 0 },
+    { "POST", "/big", SHOAL_ROUTE_AUTH | SHOAL_ROUTE_JSON, h_body, NULL, 4096 },
+    { "GET", "/fd", 0, h_fd, NULL, 0 },
+    { "GET", "/reader", 0, h_reader, NULL, 0 },
 };
 
 struct fixture {
@@ -206,6 +274,27 @@ static void test_json_flag(void **state)
     assert_non_null(strstr(err.msg, "name"));
     json_decref(wrong);
 
+    /* "\u0000" is valid JSON but no C string can hold it: refused once,
+     * for every handler, naming the member */
+    json_t *nul = json_object();
+    json_object_set_new(nul, "name", json_stringn("a\0b", 3));
+    assert_int_equal(shoal_client_call(f->c, "POST", "/things", nul, NULL,
+                                       &status, &err), -1);
+    assert_int_equal(status, 400);
+    assert_int_equal(err.code, SHOAL_EINVAL);
+    assert_non_null(strstr(err.msg, "'name'"));
+    json_decref(nul);
+
+    /* a route with its own, larger limit takes what the server's refuses */
+    char mid[1000];
+    memset(mid, 'm', sizeof mid - 1);
+    mid[sizeof mid - 1] = '\0';
+    json_t *medium = json_pack("{s:s}", "name", mid);
+    assert_int_equal(shoal_client_call(f->c, "POST", "/big", medium, NULL,
+                                       &status, &err), 0);
+    assert_int_equal(status, 201);
+    json_decref(medium);
+
     /* over the 256-byte limit */
     char big[400];
     memset(big, 'x', sizeof big - 1);
@@ -333,6 +422,71 @@ static void test_declared_too_large(void **state)
     assert_non_null(strstr(out, "body_too_large"));
 }
 
+/* A streamed body reaches the callback in parts, never buffered whole,
+ * and is not held to body_limit (256 here); the callback's limit holds. */
+static void test_stream_body(void **state)
+{
+    struct fixture *f = *state;
+    char out[4096], req[2048];
+    char body[900];
+    memset(body, 'b', sizeof body);
+    snprintf(req, sizeof req, "PUT /stream/1 HTTP/1.1\r\nHost: x\r\n"
+             "Authorization: Bearer good\r\nContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n%.*s", sizeof body, (int)sizeof body, body);
+    raw_request(f, req, out, sizeof out);
+    assert_non_null(strstr(out, "HTTP/1.1 200"));
+    assert_non_null(strstr(out, "\"bytes\":900"));
+    assert_non_null(strstr(out, "\"begun\":true"));
+
+    /* refused before the body: auth first, then the begin callback */
+    raw_request(f, "PUT /stream/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                   "Connection: close\r\n\r\nhello", out, sizeof out);
+    assert_non_null(strstr(out, "HTTP/1.1 400"));
+    raw_request(f, "PUT /stream/no HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
+                   "Content-Length: 5\r\nConnection: close\r\n\r\nhello", out, sizeof out);
+    assert_non_null(strstr(out, "HTTP/1.1 403"));
+
+    /* the callback's own limit */
+    char big[1500];
+    memset(big, 'c', sizeof big);
+    snprintf(req, sizeof req, "PUT /stream/1 HTTP/1.1\r\nHost: x\r\n"
+             "Authorization: Bearer good\r\nContent-Length: %zu\r\n"
+             "Connection: close\r\n\r\n%.*s", sizeof big, (int)sizeof big, big);
+    raw_request(f, req, out, sizeof out);
+    assert_non_null(strstr(out, "HTTP/1.1 413"));
+}
+
+static void test_fd_and_reader(void **state)
+{
+    struct fixture *f = *state;
+    static char out[400000];
+    unsigned char data[200];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)(i * 7);
+    snprintf(fd_path, sizeof fd_path, "/tmp/shoal-test-http-XXXXXX");
+    int fd = mkstemp(fd_path);
+    assert_true(fd >= 0);
+    assert_int_equal(shoal_write_all(fd, data, sizeof data), 0);
+    close(fd);
+
+    raw_request(f, "GET /fd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                out, sizeof out);
+    assert_non_null(strstr(out, "HTTP/1.1 206"));
+    assert_non_null(strstr(out, "Content-Length: 100"));
+    char *body = strstr(out, "\r\n\r\n");
+    assert_non_null(body);
+    assert_memory_equal(body + 4, data + 10, 100);
+    unlink(fd_path);
+
+    raw_request(f, "GET /reader HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                out, sizeof out);
+    assert_non_null(strstr(out, "Content-Length: 300000"));
+    body = strstr(out, "\r\n\r\n") + 4;
+    for (size_t i = 0; i < 300000; i += 9973)
+        assert_int_equal((unsigned char)body[i], i % 251);
+    assert_int_equal((unsigned char)body[299999], 299999 % 251);
+}
+
 static void test_canonical_ip(void **state)
 {
     char out[SHOAL_IP_MAX];
@@ -358,6 +512,8 @@ int main(void)
         cmocka_unit_test(test_forwarded_ignored),
         cmocka_unit_test(test_forwarded_untrusted),
         cmocka_unit_test(test_declared_too_large),
+        cmocka_unit_test(test_stream_body),
+        cmocka_unit_test(test_fd_and_reader),
         cmocka_unit_test(test_canonical_ip),
     };
     if (shoal_crypto_init(NULL) != 0)

@@ -1,0 +1,402 @@
+/*
+ * cmd_get.c - shoal get ID [-o OUT] [--version N] [-j CONNECTIONS]
+ *
+ * 1. GET /v1/files/{id}/manifest and trust it only when its X-Sign is a
+ *    valid, unexpired signature by the pinned broker key, the body says
+ *    what the signature says, and the piece hashes give the signed root;
+ * 2. open OUT in place (no temporary copy) at its final size; when it
+ *    held something already, hash the pieces in it and keep the good ones;
+ * 3. download the others over N keep-alive connections (transfer.c),
+ *    each piece checked against its hash before it is written.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "transfer.h"
+#include "util.h"
+
+/* A manifest that passed every check. */
+struct manifest {
+    uint64_t version;
+    uint64_t size;
+    uint32_t piece_size;
+    uint64_t count;
+    unsigned char root[SHOAL_HASH_BYTES];
+    unsigned char (*hashes)[SHOAL_HASH_BYTES];     /* count of them */
+};
+
+/* Refuse the manifest of file id with a message; always -1. */
+static int refuse(struct shoal_err *err, const char *id, const char *why)
+{
+    return shoal_err_set(err, SHOAL_EPROTO, "refusing the manifest of file "
+                         "'%s': %s", id, why);
+}
+
+/* The signature: X-Sign (header, else the body's x_sign) by the pinned
+ * broker key over this file. */
+static int check_signature(const struct pr_ctx *ctx, const char *id,
+                           const json_t *ans, const char *header,
+                           struct shoal_xsign *x, struct shoal_err *err)
+{
+    const char *body = json_string_value(json_object_get(ans, "x_sign"));
+    unsigned char pk[SHOAL_PK_BYTES];
+    struct shoal_err e;
+    char why[SHOAL_ERR_MSG_MAX];
+
+    if (!header)
+        header = body;
+    if (!header)
+        return refuse(err, id, "it carries no X-Sign signature");
+    if (body && strcmp(body, header) != 0)
+        return refuse(err, id, "its x_sign differs from its X-Sign header");
+    shoal_err_clear(&e);
+    if (shoal_xsign_parse(header, x, &e) < 0) {
+        snprintf(why, sizeof(why), "malformed X-Sign signature (%.150s)", e.msg);
+        return refuse(err, id, why);
+    }
+    if (!ctx->id->broker_key[0])
+        return shoal_err_set(err, SHOAL_EIO, "identity has no pinned broker "
+                             "key: cannot check signatures (register again)");
+    if (shoal_b64_decode_exact(ctx->id->broker_key, pk, sizeof(pk),
+                               "broker_key", NULL) < 0)
+        return shoal_err_set(err, SHOAL_EIO, "identity's broker_key is not "
+                             "a key: cannot check signatures");
+    if (ctx->id->broker_id[0] && strcasecmp(x->key, ctx->id->broker_id)) {
+        snprintf(why, sizeof(why), "signature by broker '%s', not by the "
+                 "pinned broker '%s'", x->key, ctx->id->broker_id);
+        return refuse(err, id, why);
+    }
+    shoal_err_clear(&e);
+    if (shoal_xsign_verify(x, id, pk, (int64_t)time(NULL), &e) < 0) {
+        snprintf(why, sizeof(why), "%.150s (pinned broker key)",
+                 e.msg[0] ? e.msg : "signature invalid");
+        return refuse(err, id, why);
+    }
+    return 0;
+}
+
+/* Everything the body says must be what was signed; the piece hashes
+ * must give the signed root. */
+static int check_body(const char *id, const json_t *ans,
+                      const struct shoal_xsign *x, struct manifest *m,
+                      struct shoal_err *err)
+{
+    unsigned char root[SHOAL_HASH_BYTES];
+    const char *file_id = json_string_value(json_object_get(ans, "file_id"));
+    const char *root_hex = json_string_value(json_object_get(ans, "root"));
+    json_t *list = json_object_get(ans, "piece_hashes");
+    json_t *v;
+    json_int_t version;
+    json_int_t size;
+    json_int_t piece;
+    json_int_t pieces;
+    char why[160];
+    size_t i;
+
+    if (shoal_json_int(ans, "version", &version, NULL) < 0 ||
+        shoal_json_int(ans, "size", &size, NULL) < 0 ||
+        shoal_json_int(ans, "piece_size", &piece, NULL) < 0 ||
+        shoal_json_int(ans, "pieces", &pieces, NULL) < 0 ||
+        !file_id || !root_hex || !json_is_array(list))
+        return refuse(err, id, "a field is missing or mistyped");
+    if (strcasecmp(file_id, id) != 0)
+        return refuse(err, id, "it is about another file");
+    if (version < 1 || (uint64_t)version != x->version ||
+        size < 0 || (uint64_t)size != x->size ||
+        piece < 0 || (uint64_t)piece != x->piece_size)
+        return refuse(err, id, "its version, size or piece size is not the "
+                      "one signed");
+    if (!shoal_piece_size_valid(x->piece_size))
+        return refuse(err, id, "its piece size is not valid");
+    if (shoal_hex_decode_exact(root_hex, root, sizeof(root), "root",
+                               NULL) < 0 ||
+        memcmp(root, x->root, sizeof(root)) != 0)
+        return refuse(err, id, "its root is not the one signed");
+    m->version = x->version;
+    m->size = x->size;
+    m->piece_size = x->piece_size;
+    m->count = shoal_piece_count(m->size, m->piece_size);
+    memcpy(m->root, x->root, sizeof(m->root));
+    if (pieces < 0 || (uint64_t)pieces != m->count ||
+        json_array_size(list) != m->count) {
+        snprintf(why, sizeof(why), "it lists %zu piece hashes, a file of %"
+                 PRIu64 " bytes has %" PRIu64, json_array_size(list), m->size,
+                 m->count);
+        return refuse(err, id, why);
+    }
+    m->hashes = calloc(m->count ? m->count : 1, sizeof(*m->hashes));
+    if (!m->hashes)
+        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    json_array_foreach(list, i, v) {
+        if (shoal_hex_decode_exact(json_string_value(v), m->hashes[i],
+                                   SHOAL_HASH_BYTES, "hash", NULL) < 0) {
+            snprintf(why, sizeof(why), "piece hash %zu is not 64 hex "
+                     "digits", i);
+            return refuse(err, id, why);
+        }
+    }
+    shoal_merkle_root((const unsigned char (*)[SHOAL_HASH_BYTES])m->hashes,
+                      m->count, root);
+    if (memcmp(root, m->root, sizeof(root)) != 0)
+        return refuse(err, id, "its piece hashes do not give its root");
+    return 0;
+}
+
+/* GET the manifest of id (version 0: the latest) and check it into m. */
+static int manifest_get(struct pr_ctx *ctx, const char *id, uint64_t version,
+                        struct manifest *m, struct shoal_err *err)
+{
+    struct shoal_xsign x;
+    json_t *ans = NULL;
+    char url[128];
+    int rc = -1;
+
+    if (version)
+        snprintf(url, sizeof(url), "/v1/files/%s/manifest?version=%" PRIu64,
+                 id, version);
+    else
+        snprintf(url, sizeof(url), "/v1/files/%s/manifest", id);
+    if (pr_call(ctx, "GET", url, NULL, &ans, err) < 0)
+        return -1;
+    if (!json_is_object(ans)) {
+        refuse(err, id, "it is not a JSON object");
+        goto out;
+    }
+    if (check_signature(ctx, id, ans, shoal_client_header(ctx->client,
+                                                           "X-Sign"),
+                        &x, err) < 0 ||
+        check_body(id, ans, &x, m, err) < 0)
+        goto out;
+    if (version && m->version != version) {
+        refuse(err, id, "it is not the version asked for");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(ans);
+    return rc;
+}
+
+/* OUT when -o is not given: the file's name, in the current folder.
+ * New string (free()). */
+static char *default_out(struct pr_ctx *ctx, const char *id,
+                         struct shoal_err *err)
+{
+    json_t *file = NULL;
+    const char *name;
+    char url[64];
+    char *out = NULL;
+
+    snprintf(url, sizeof(url), "/v1/files/%s", id);
+    if (pr_call(ctx, "GET", url, NULL, &file, err) < 0)
+        return NULL;
+    if (shoal_json_str(file, "name", &name, err) < 0) {
+        pr_err_answer(err, "GET /v1/files/{id}");
+    } else if (!*name || strchr(name, '/') || strcmp(name, ".") == 0 ||
+               strcmp(name, "..") == 0) {
+        shoal_err_set(err, SHOAL_EPROTO, "file name '%s' is not a safe local "
+                      "name: give -o OUT", name);
+    } else if (!(out = strdup(name))) {
+        shoal_err_set(err, SHOAL_EIO, "out of memory");
+    }
+    json_decref(file);
+    return out;
+}
+
+/*
+ * Open OUT at m->size.  When it held something already, hash the pieces
+ * that lie within what it held and list only the bad or missing ones in
+ * *todo; otherwise every piece.  *reused gets how many were good.
+ */
+static int out_open(const char *path, const struct manifest *m,
+                    struct pr_progress *progress, int *fdp, uint64_t **todo,
+                    uint64_t *n, struct shoal_err *err)
+{
+    unsigned char (*have)[SHOAL_HASH_BYTES] = NULL;
+    struct stat st;
+    uint64_t held = 0;          /* bytes of OUT that may be reused */
+    uint64_t nhave = 0;
+    uint64_t i;
+    int fd;
+
+    *n = 0;
+    *todo = calloc(m->count ? m->count : 1, sizeof(**todo));
+    if (!*todo)
+        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        shoal_err_set(err, SHOAL_EIO, "cannot open '%s': %s", path,
+                      strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto fail;
+    }
+    *fdp = fd;
+    if (S_ISREG(st.st_mode)) {
+        held = (uint64_t)st.st_size < m->size ? (uint64_t)st.st_size :
+               m->size;
+        if ((uint64_t)st.st_size != m->size &&
+            ftruncate(fd, (off_t)m->size) < 0) {
+            shoal_err_set(err, SHOAL_EIO, "cannot size '%s': %s", path,
+                          strerror(errno));
+            goto fail;
+        }
+    }
+    if (held > 0) {
+        /* the last piece within held may be cut short: it then fails */
+        nhave = shoal_piece_count(held, m->piece_size);
+        have = calloc(nhave, sizeof(*have));
+        if (!have) {
+            shoal_err_set(err, SHOAL_EIO, "out of memory");
+            goto fail;
+        }
+        pr_progress_phase(progress, "checking ", held);
+        if (pr_hash_file(fd, held, m->piece_size, have, progress, err) < 0)
+            goto fail;
+        pr_progress_end(progress);
+    }
+    for (i = 0; i < m->count; i++)
+        if (i >= nhave || memcmp(have[i], m->hashes[i], SHOAL_HASH_BYTES))
+            (*todo)[(*n)++] = i;
+    free(have);
+    return 0;
+fail:
+    free(have);
+    free(*todo);
+    *todo = NULL;
+    return -1;
+}
+
+int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
+               struct shoal_err *err)
+{
+    const char *out_arg = NULL;
+    const char *out_long = NULL;
+    const char *version_arg = NULL;
+    const char *jobs = NULL;
+    const char *jobs_long = NULL;
+    const struct pr_opt opts[] = {
+        { "o", &out_arg, NULL },
+        { "output", &out_long, NULL },
+        { "version", &version_arg, NULL },
+        { "j", &jobs, NULL },
+        { "jobs", &jobs_long, NULL },
+        { NULL, NULL, NULL },
+    };
+    struct pr_progress *progress = NULL;
+    struct manifest m;
+    struct pr_xfer x;
+    uint64_t *todo = NULL;
+    uint64_t ntodo = 0;
+    uint64_t version = 0;
+    uint64_t bytes = 0;
+    uint64_t i;
+    char *out = NULL;
+    char id[37];
+    int njobs = PR_JOBS_DEFAULT;
+    int fd = -1;
+    int n;
+    int rc = -1;
+
+    memset(&m, 0, sizeof(m));
+    n = pr_opts_parse(opts, argc, argv, err);
+    if (n < 0)
+        return n;
+    if (n < 1)
+        return pr_usage_err(err, "'get' needs a file ID");
+    if (n > 1)
+        return pr_usage_err(err, "unexpected argument '%s'", argv[2]);
+    if (shoal_uuid_normalize(argv[1], id, "ID", NULL) < 0)
+        return pr_usage_err(err, "file ID '%s' is not a UUID", argv[1]);
+    if (out_long)
+        out_arg = out_long;
+    if (out_arg && !*out_arg)
+        return pr_usage_err(err, "option '-o' is empty");
+    if (jobs_long)
+        jobs = jobs_long;
+    if (jobs && pr_jobs_parse(jobs, &njobs, err) < 0)
+        return PR_USAGE;
+    if (version_arg) {
+        char *end;
+
+        errno = 0;
+        version = strtoull(version_arg, &end, 10);
+        if (errno || end == version_arg || *end || version < 1 ||
+            *version_arg == '-' || version > INT32_MAX)
+            return pr_usage_err(err, "version '%s' must be a positive "
+                                "number", version_arg);
+    }
+
+    if (manifest_get(ctx, id, version, &m, err) < 0)
+        goto out;
+    out = out_arg ? strdup(out_arg) : default_out(ctx, id, err);
+    if (!out) {
+        if (out_arg)
+            shoal_err_set(err, SHOAL_EIO, "out of memory");
+        goto out;
+    }
+    progress = pr_progress_new("checking ", m.size);
+    if (out_open(out, &m, progress, &fd, &todo, &ntodo, err) < 0)
+        goto out;
+    for (i = 0; i < ntodo; i++)
+        bytes += shoal_piece_len(m.size, m.piece_size, todo[i]);
+
+    memset(&x, 0, sizeof(x));
+    x.ctx = ctx;
+    x.file_id = id;
+    x.version = m.version;
+    x.size = m.size;
+    x.piece_size = m.piece_size;
+    x.fd = fd;
+    x.local = out;
+    x.hashes = (const unsigned char (*)[SHOAL_HASH_BYTES])m.hashes;
+    x.jobs = njobs;
+    x.progress = progress;
+    pr_progress_phase(progress, "downloading", bytes);
+    if (pr_xfer_download(&x, todo, ntodo, err) < 0)
+        goto out;
+    pr_progress_end(progress);
+    rc = close(fd);
+    fd = -1;
+    if (rc < 0) {
+        shoal_err_set(err, SHOAL_EIO, "cannot write '%s': %s", out,
+                      strerror(errno));
+        goto out;
+    }
+
+    if (ctx->json) {
+        json_t *v = json_pack("{s:s, s:I, s:I, s:o, s:I, s:I, s:I}",
+                              "file_id", id,
+                              "version", (json_int_t)m.version,
+                              "size", (json_int_t)m.size,
+                              "path", shoal_json_string_lossy(out),
+                              "downloaded", (json_int_t)bytes,
+                              "fetched", (json_int_t)ntodo,
+                              "reused", (json_int_t)(m.count - ntodo));
+        if (!v) {
+            shoal_err_set(err, SHOAL_EIO, "out of memory");
+            rc = -1;
+            goto out;
+        }
+        rc = pr_json_print(v, err);
+        json_decref(v);
+    } else {
+        rc = pr_printf(err, "%s\n", out);
+    }
+out:
+    pr_progress_free(progress);
+    if (fd >= 0)
+        close(fd);
+    free(todo);
+    free(out);
+    free(m.hashes);
+    return rc;
+}

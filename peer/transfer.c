@@ -1,0 +1,759 @@
+/*
+ * transfer.c - parallel piece uploads and downloads over libcurl multi.
+ *
+ * A transfer runs N slots, each an easy handle that keeps its connection
+ * alive from one request to the next.  A free slot takes work from the
+ * retry queue (pieces that failed, once their back-off has passed), else
+ * from the fresh list.
+ *
+ * Upload: one PUT per piece; libcurl pulls the body through read_up, which
+ * preads the file at the piece's offset (no piece copy).
+ * Download: one GET of /content with a Range over a run of consecutive
+ * pieces; write_down copies the bytes of the current piece into the slot's
+ * buffer and hashes them as they arrive, and once a piece is whole checks
+ * its SHA-256 against the manifest and only then pwrites it.  A piece
+ * whose hash is wrong is fetched again alone.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "log.h"
+#include "transfer.h"
+#include "util.h"
+
+#define ERRBODY_MAX 4096             /* kept of an answer's body */
+#define SPAN_PIECES 32               /* pieces in one download request */
+#define SPAN_BYTES (8u << 20)        /* bytes in one download request */
+#define BACKOFF 0.25                 /* seconds per failed try */
+
+struct engine;
+
+struct slot {
+    struct engine *e;
+    CURL *easy;
+    int busy;
+    uint64_t span[SPAN_PIECES];      /* the pieces of this request */
+    int nspan;
+    int cur;                         /* index in span of the piece at hand */
+    uint32_t got;                    /* bytes of span[cur] moved so far */
+    uint64_t counted;                /* bytes counted in progress */
+    unsigned char *buf;              /* download: one piece */
+    struct shoal_sha256_ctx *sha;    /* download: hash of span[cur] */
+    long status;                     /* HTTP status once known, else 0 */
+    uint64_t range_start;            /* the Content-Range of a 206 */
+    uint64_t range_end;
+    int range_seen;
+    unsigned gen;                    /* e->gen when the request started */
+    int fatal;                       /* a callback failed for good */
+    struct shoal_err ferr;           /* ... with this error */
+    char body[ERRBODY_MAX];          /* answer body (JSON), truncated */
+    size_t body_len;
+    char url[1400];
+};
+
+struct retry {
+    uint64_t piece;
+    double ready;                    /* shoal_mono() when it may start */
+};
+
+struct engine {
+    const struct pr_xfer *x;
+    int up;                          /* 1: upload, 0: download */
+    CURLM *multi;
+    struct slot *slots;
+    int nslots;
+    struct curl_slist *hdrs;         /* the headers of new requests */
+    struct curl_slist **old_hdrs;    /* replaced, still used by requests */
+    int nold;
+    unsigned gen;                    /* bumped with every new session */
+    uint64_t done_since_login;       /* pieces done with this session */
+    const uint64_t *todo;
+    uint64_t n;
+    uint64_t next;                   /* next fresh entry of todo */
+    uint64_t left;                   /* pieces not yet done */
+    unsigned char *tries;            /* counted failures, by piece number */
+    struct retry *retries;
+    size_t nretries;
+    size_t cap_retries;
+    struct shoal_err last;           /* the last failure of a retried piece */
+};
+
+/* --- options ------------------------------------------------------------- */
+
+int pr_jobs_parse(const char *s, int *jobs, struct shoal_err *err)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > PR_JOBS_MAX)
+        return pr_usage_err(err, "connections '%s' must be from 1 to %d", s,
+                            PR_JOBS_MAX);
+    *jobs = (int)v;
+    return 0;
+}
+
+/* --- the engine ---------------------------------------------------------- */
+
+static uint32_t piece_len(const struct engine *e, uint64_t piece)
+{
+    return shoal_piece_len(e->x->size, e->x->piece_size, piece);
+}
+
+/* The request headers with the current session.  -1 on ENOMEM. */
+static int headers_make(struct engine *e, struct shoal_err *err)
+{
+    struct curl_slist *l = NULL;
+    struct curl_slist *t;
+    char auth[128];
+
+    if (e->hdrs) {
+        struct curl_slist **o = realloc(e->old_hdrs,
+                                        (size_t)(e->nold + 1) * sizeof(*o));
+        if (!o)
+            return shoal_err_set(err, SHOAL_EIO, "out of memory");
+        e->old_hdrs = o;
+        e->old_hdrs[e->nold++] = e->hdrs;
+        e->hdrs = NULL;
+    }
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+             e->x->ctx->session.session_id);
+    t = curl_slist_append(l, auth);
+    if (t)
+        t = curl_slist_append(l = t, "Expect:");
+    if (t && e->up)
+        t = curl_slist_append(l = t,
+                              "Content-Type: application/octet-stream");
+    explicit_bzero(auth, sizeof(auth));
+    if (!t) {
+        curl_slist_free_all(l);
+        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    }
+    e->hdrs = t;
+    e->gen++;
+    e->done_since_login = 0;
+    return 0;
+}
+
+static int retry_push(struct engine *e, uint64_t piece, double delay,
+                      struct shoal_err *err)
+{
+    if (e->nretries == e->cap_retries) {
+        size_t cap = e->cap_retries ? e->cap_retries * 2 : 16;
+        struct retry *r = realloc(e->retries, cap * sizeof(*r));
+        if (!r)
+            return shoal_err_set(err, SHOAL_EIO, "out of memory");
+        e->retries = r;
+        e->cap_retries = cap;
+    }
+    e->retries[e->nretries].piece = piece;
+    e->retries[e->nretries].ready = shoal_mono() + delay;
+    e->nretries++;
+    return 0;
+}
+
+/* The index of a retry that may start now, or -1; *wait gets the seconds
+ * until the earliest one may. */
+static long retry_ready(const struct engine *e, double now, double *wait)
+{
+    size_t i;
+
+    for (i = 0; i < e->nretries; i++) {
+        if (e->retries[i].ready <= now)
+            return (long)i;
+        if (e->retries[i].ready - now < *wait)
+            *wait = e->retries[i].ready - now;
+    }
+    return -1;
+}
+
+/* --- callbacks ------------------------------------------------------------ */
+
+static void keep_body(struct slot *s, const char *data, size_t len)
+{
+    size_t room = sizeof(s->body) - 1 - s->body_len;
+
+    if (len > room)
+        len = room;
+    memcpy(s->body + s->body_len, data, len);
+    s->body_len += len;
+    s->body[s->body_len] = '\0';
+}
+
+static long slot_status(struct slot *s)
+{
+    if (!s->status &&
+        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status) !=
+        CURLE_OK)
+        s->status = 0;
+    return s->status;
+}
+
+static size_t read_up(char *out, size_t size, size_t nitems, void *arg)
+{
+    struct slot *s = arg;
+    struct engine *e = s->e;
+    uint64_t piece = s->span[0];
+    uint32_t len = piece_len(e, piece);
+    size_t want = size * nitems;
+    uint64_t off = piece * (uint64_t)e->x->piece_size + s->got;
+    ssize_t r;
+
+    if (want > len - s->got)
+        want = len - s->got;
+    if (want == 0)
+        return 0;
+    do
+        r = pread(e->x->fd, out, want, (off_t)off);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        s->fatal = 1;
+        if (r < 0)
+            shoal_err_set(&s->ferr, SHOAL_EIO, "cannot read '%s': %s",
+                          e->x->local, strerror(errno));
+        else
+            shoal_err_set(&s->ferr, SHOAL_EIO, "'%s' is shorter than when it "
+                          "was hashed: it changed, run put again",
+                          e->x->local);
+        return CURL_READFUNC_ABORT;
+    }
+    s->got += (uint32_t)r;
+    s->counted += (uint64_t)r;
+    pr_progress_add(e->x->progress, r);
+    return (size_t)r;
+}
+
+/* libcurl rewinds the body when it has to send it again (a reused
+ * connection found closed). */
+static int seek_up(void *arg, curl_off_t offset, int origin)
+{
+    struct slot *s = arg;
+
+    if (origin != SEEK_SET || offset < 0 ||
+        (uint64_t)offset > piece_len(s->e, s->span[0]))
+        return CURL_SEEKFUNC_FAIL;
+    pr_progress_add(s->e->x->progress, (int64_t)offset - (int64_t)s->got);
+    s->counted = (uint64_t)offset;
+    s->got = (uint32_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+static size_t write_up(char *data, size_t size, size_t nitems, void *arg)
+{
+    keep_body(arg, data, size * nitems);
+    return size * nitems;
+}
+
+static size_t header_down(char *data, size_t size, size_t nitems, void *arg)
+{
+    struct slot *s = arg;
+    size_t len = size * nitems;
+    unsigned long long a;
+    unsigned long long b;
+    char line[256];
+
+    if (len >= sizeof(line) || len < 14 ||
+        strncasecmp(data, "Content-Range:", 14) != 0)
+        return len;
+    memcpy(line, data, len);
+    line[len] = '\0';
+    if (sscanf(line + 14, " bytes %llu-%llu/", &a, &b) == 2) {
+        s->range_start = a;
+        s->range_end = b;
+        s->range_seen = 1;
+    }
+    return len;
+}
+
+/* The first bytes of an answer to a download: is it the range asked? */
+static int range_ok(struct slot *s)
+{
+    struct engine *e = s->e;
+    uint64_t start = s->span[0] * (uint64_t)e->x->piece_size;
+    uint64_t last = s->span[s->nspan - 1];
+    uint64_t end = last * (uint64_t)e->x->piece_size + piece_len(e, last) - 1;
+
+    if (s->status == 206)
+        return s->range_seen && s->range_start == start &&
+               s->range_end == end;
+    return start == 0 && end == e->x->size - 1;     /* 200: the whole file */
+}
+
+/* A whole piece is in s->buf: check it, write it, move to the next. */
+static int piece_done(struct slot *s)
+{
+    struct engine *e = s->e;
+    uint64_t piece = s->span[s->cur];
+    unsigned char h[SHOAL_HASH_BYTES];
+    uint64_t off = piece * (uint64_t)e->x->piece_size;
+    size_t done = 0;
+
+    shoal_sha256_final(s->sha, h);
+    s->sha = NULL;
+    if (memcmp(h, e->x->hashes[piece], SHOAL_HASH_BYTES) != 0) {
+        shoal_log(SHOAL_LOG_DEBUG, NULL, "piece %" PRIu64 " failed its hash "
+                  "check", piece);
+        shoal_err_set(&e->last, SHOAL_EPROTO, "piece %" PRIu64 " of file "
+                      "'%s' failed its hash check %d times", piece,
+                      e->x->file_id, PR_PIECE_TRIES);
+        pr_progress_add(e->x->progress, -(int64_t)s->got);
+        if (++e->tries[piece] >= PR_PIECE_TRIES) {
+            s->fatal = 1;
+            s->ferr = e->last;
+            return -1;
+        }
+        if (retry_push(e, piece, BACKOFF * e->tries[piece], &s->ferr) < 0) {
+            s->fatal = 1;
+            return -1;
+        }
+    } else {
+        while (done < s->got) {
+            ssize_t w = pwrite(e->x->fd, s->buf + done, s->got - done,
+                               (off_t)(off + done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                s->fatal = 1;
+                shoal_err_set(&s->ferr, SHOAL_EIO, "cannot write '%s': %s",
+                              e->x->local, w < 0 ? strerror(errno) :
+                              "nothing written");
+                return -1;
+            }
+            done += (size_t)w;
+        }
+        e->left--;
+        e->done_since_login++;
+    }
+    s->counted -= s->got;
+    s->cur++;
+    s->got = 0;
+    return 0;
+}
+
+static size_t write_down(char *data, size_t size, size_t nitems, void *arg)
+{
+    struct slot *s = arg;
+    struct engine *e = s->e;
+    size_t len = size * nitems;
+    size_t used = 0;
+
+    if (slot_status(s) != 200 && s->status != 206) {
+        keep_body(s, data, len);
+        return len;
+    }
+    if (s->cur == 0 && s->got == 0 && !range_ok(s)) {
+        s->fatal = 1;
+        shoal_err_set(&s->ferr, SHOAL_EPROTO, "broker answered another range "
+                      "than the one asked for");
+        return 0;
+    }
+    while (used < len) {
+        uint32_t plen;
+        size_t take;
+
+        if (s->cur >= s->nspan)
+            return 0;               /* more than asked: a failed try */
+        plen = piece_len(e, s->span[s->cur]);
+        if (!s->sha && !(s->sha = shoal_sha256_new())) {
+            s->fatal = 1;
+            shoal_err_set(&s->ferr, SHOAL_EIO, "out of memory");
+            return 0;
+        }
+        take = len - used;
+        if (take > plen - s->got)
+            take = plen - s->got;
+        memcpy(s->buf + s->got, data + used, take);
+        shoal_sha256_update(s->sha, data + used, take);
+        s->got += (uint32_t)take;
+        s->counted += take;
+        used += take;
+        pr_progress_add(e->x->progress, (int64_t)take);
+        if (s->got == plen && piece_done(s) < 0)
+            return 0;
+    }
+    return len;
+}
+
+/* --- requests ------------------------------------------------------------ */
+
+#define SET(opt, val) \
+    do { if (curl_easy_setopt(s->easy, opt, val) != CURLE_OK) goto fail; } while (0)
+
+/* Start the request of slot s for span[0..nspan-1]. */
+static int slot_start(struct engine *e, struct slot *s, struct shoal_err *err)
+{
+    const struct pr_xfer *x = e->x;
+    uint64_t first = s->span[0];
+    uint64_t last = s->span[s->nspan - 1];
+    char range[64];
+
+    s->cur = 0;
+    s->got = 0;
+    s->counted = 0;
+    s->status = 0;
+    s->range_seen = 0;
+    s->fatal = 0;
+    s->body_len = 0;
+    s->body[0] = '\0';
+    shoal_sha256_free(s->sha);
+    s->sha = NULL;
+    if (e->up)
+        snprintf(s->url, sizeof(s->url), "%s/v1/files/%s/pieces/%" PRIu64
+                 "?version=%" PRIu64, x->ctx->id->broker, x->file_id, first,
+                 x->version);
+    else
+        snprintf(s->url, sizeof(s->url), "%s/v1/files/%s/content?version=%"
+                 PRIu64, x->ctx->id->broker, x->file_id, x->version);
+    SET(CURLOPT_URL, s->url);
+    SET(CURLOPT_HTTPHEADER, e->hdrs);
+    s->gen = e->gen;
+    if (e->up) {
+        SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)piece_len(e, first));
+    } else {
+        snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64,
+                 first * (uint64_t)x->piece_size,
+                 last * (uint64_t)x->piece_size + piece_len(e, last) - 1);
+        SET(CURLOPT_RANGE, range);
+    }
+    if (curl_multi_add_handle(e->multi, s->easy) != CURLM_OK)
+        goto fail;
+    s->busy = 1;
+    return 0;
+fail:
+    return shoal_err_set(err, SHOAL_EIO, "cannot set up a transfer");
+}
+
+/* Options of an easy handle that stay for the whole transfer. */
+static int slot_init(struct engine *e, struct slot *s, struct shoal_err *err)
+{
+    s->e = e;
+    s->easy = curl_easy_init();
+    if (!s->easy)
+        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    SET(CURLOPT_PRIVATE, s);
+    SET(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+    SET(CURLOPT_CONNECTTIMEOUT, 15L);
+    SET(CURLOPT_LOW_SPEED_LIMIT, 1L);       /* a stalled transfer fails */
+    SET(CURLOPT_LOW_SPEED_TIME, 60L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    if (e->up) {
+        SET(CURLOPT_UPLOAD, 1L);
+        SET(CURLOPT_READFUNCTION, read_up);
+        SET(CURLOPT_READDATA, s);
+        SET(CURLOPT_SEEKFUNCTION, seek_up);
+        SET(CURLOPT_SEEKDATA, s);
+        SET(CURLOPT_WRITEFUNCTION, write_up);
+        SET(CURLOPT_WRITEDATA, s);
+        SET(CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
+    } else {
+        s->buf = malloc(e->x->piece_size);
+        if (!s->buf)
+            return shoal_err_set(err, SHOAL_EIO, "out of memory");
+        SET(CURLOPT_HTTPGET, 1L);
+        SET(CURLOPT_WRITEFUNCTION, write_down);
+        SET(CURLOPT_WRITEDATA, s);
+        SET(CURLOPT_HEADERFUNCTION, header_down);
+        SET(CURLOPT_HEADERDATA, s);
+        SET(CURLOPT_BUFFERSIZE, 256L * 1024);
+    }
+    return 0;
+fail:
+    return shoal_err_set(err, SHOAL_EIO, "cannot set up a transfer");
+}
+
+#undef SET
+
+/* Fill slot s with work: a retry that is ready, else a run of fresh
+ * pieces.  Returns 1 when started, 0 when there is nothing to start now,
+ * -1 with err. */
+static int slot_fill(struct engine *e, struct slot *s, double now,
+                     double *wait, struct shoal_err *err)
+{
+    long r = retry_ready(e, now, wait);
+    uint64_t want;
+    uint64_t bytes = 0;
+
+    s->nspan = 0;
+    if (r >= 0) {
+        s->span[s->nspan++] = e->retries[r].piece;
+        e->retries[r] = e->retries[--e->nretries];
+    } else if (e->next < e->n) {
+        /* spread what is left over the slots, SPAN_PIECES at most */
+        want = e->up ? 1 : (e->n - e->next) / (uint64_t)e->nslots;
+        if (want < 1)
+            want = 1;
+        if (want > SPAN_PIECES)
+            want = SPAN_PIECES;
+        do {
+            uint64_t p = e->todo[e->next];
+
+            if (s->nspan > 0 && (p != s->span[s->nspan - 1] + 1 ||
+                                 bytes + piece_len(e, p) > SPAN_BYTES))
+                break;
+            bytes += piece_len(e, p);
+            s->span[s->nspan++] = p;
+            e->next++;
+        } while ((uint64_t)s->nspan < want && e->next < e->n);
+    } else {
+        return 0;
+    }
+    if (slot_start(e, s, err) < 0)
+        return -1;
+    return 1;
+}
+
+/* 1 when the broker refused the session of this answer. */
+static int session_refused(const struct shoal_err *berr)
+{
+    return berr->code == SHOAL_ESESSION_EXPIRED ||
+           berr->code == SHOAL_ESESSION_UNKNOWN;
+}
+
+/*
+ * Put the unfinished pieces of slot s back in the queue: the one at hand
+ * counts a failed try when count is set (and fails the transfer after
+ * PR_PIECE_TRIES), the ones not begun do not.
+ */
+static int slot_requeue(struct engine *e, struct slot *s, int count,
+                        struct shoal_err *err)
+{
+    int i;
+
+    pr_progress_add(e->x->progress, -(int64_t)s->counted);
+    s->counted = 0;
+    for (i = s->cur; i < s->nspan; i++) {
+        uint64_t p = s->span[i];
+        double delay = 0.0;
+
+        if (i == s->cur && count) {
+            if (++e->tries[p] >= PR_PIECE_TRIES) {
+                if (err)
+                    *err = e->last;
+                return -1;
+            }
+            delay = BACKOFF * e->tries[p];
+        }
+        if (retry_push(e, p, delay, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A request of slot s ended with result rc.  -1 with err ends the whole
+ * transfer. */
+static int slot_done(struct engine *e, struct slot *s, CURLcode rc,
+                     struct shoal_err *err)
+{
+    struct shoal_err berr;
+    json_t *body;
+    long status = 0;
+
+    s->busy = 0;
+    curl_multi_remove_handle(e->multi, s->easy);
+    shoal_sha256_free(s->sha);
+    s->sha = NULL;
+    if (s->fatal) {
+        if (err)
+            *err = s->ferr;
+        return -1;
+    }
+    if (curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status) !=
+        CURLE_OK)
+        status = 0;
+    /* a broker that refuses an upload may answer before reading it all:
+     * its error counts, not the failed send */
+    if (rc != CURLE_OK && !(status >= 400 && s->body_len > 0)) {
+        shoal_err_set(&e->last, SHOAL_ENET, "cannot reach '%s': %s "
+                      "(piece %" PRIu64 ", %d tries)", e->x->ctx->id->broker,
+                      curl_easy_strerror(rc), s->span[s->cur < s->nspan ?
+                                                      s->cur : 0],
+                      PR_PIECE_TRIES);
+        return slot_requeue(e, s, 1, err);
+    }
+    if (status >= 200 && status <= 299) {
+        if (e->up) {
+            e->left--;
+            e->done_since_login++;
+            s->counted = 0;
+            return 0;
+        }
+        if (s->cur == s->nspan)
+            return 0;
+        /* the body ended early */
+        shoal_err_set(&e->last, SHOAL_EPROTO, "broker sent less than asked "
+                      "for piece %" PRIu64, s->span[s->cur]);
+        return slot_requeue(e, s, 1, err);
+    }
+    body = json_loadb(s->body, s->body_len, 0, NULL);
+    shoal_err_clear(&berr);
+    shoal_err_from_json(&berr, (int)status, body);
+    json_decref(body);
+    if (session_refused(&berr) && s->gen != e->gen)
+        return slot_requeue(e, s, 0, err);  /* sent with an older session */
+    if (session_refused(&berr) && (e->gen == 1 || e->done_since_login)) {
+        /* log in again, unless the last new session got nothing done */
+        shoal_log(SHOAL_LOG_DEBUG, NULL, "broker refused the session of a "
+                  "piece transfer (%s), logging in again",
+                  shoal_code_name(berr.code));
+        if (pr_login(e->x->ctx, NULL, err) < 0 || headers_make(e, err) < 0)
+            return -1;
+        return slot_requeue(e, s, 0, err);
+    }
+    if (status >= 500 && status != 507) {
+        e->last = berr;
+        return slot_requeue(e, s, 1, err);
+    }
+    if (e->up && status == 422) {
+        /* the bytes sent do not hash as declared: the file changed, or
+         * they were damaged on the way */
+        shoal_err_set(&e->last, SHOAL_EUNPROCESSABLE, "piece %" PRIu64 " of "
+                      "'%s' no longer matches its hash: the file changed "
+                      "since it was hashed, run put again", s->span[0],
+                      e->x->local);
+        return slot_requeue(e, s, 1, err);
+    }
+    if (err)
+        *err = berr;
+    return -1;
+}
+
+static void engine_free(struct engine *e)
+{
+    int i;
+
+    for (i = 0; e->slots && i < e->nslots; i++) {
+        struct slot *s = &e->slots[i];
+
+        if (s->busy)
+            curl_multi_remove_handle(e->multi, s->easy);
+        if (s->easy)
+            curl_easy_cleanup(s->easy);
+        shoal_sha256_free(s->sha);
+        free(s->buf);
+    }
+    free(e->slots);
+    if (e->multi)
+        curl_multi_cleanup(e->multi);
+    curl_slist_free_all(e->hdrs);
+    for (i = 0; i < e->nold; i++)
+        curl_slist_free_all(e->old_hdrs[i]);
+    free(e->old_hdrs);
+    free(e->retries);
+    free(e->tries);
+}
+
+static int engine_run(const struct pr_xfer *x, int up, const uint64_t *todo,
+                      uint64_t n, struct shoal_err *err)
+{
+    struct engine e;
+    uint64_t count = shoal_piece_count(x->size, x->piece_size);
+    int rc = -1;
+    int i;
+
+    if (n == 0)
+        return 0;
+    memset(&e, 0, sizeof(e));
+    e.x = x;
+    e.up = up;
+    e.todo = todo;
+    e.n = n;
+    e.left = n;
+    e.nslots = x->jobs < 1 ? 1 : x->jobs;
+    if ((uint64_t)e.nslots > n)
+        e.nslots = (int)n;
+    shoal_err_set(&e.last, SHOAL_ENET, "transfer failed");
+    if (!pr_connect(x->ctx, err))
+        return -1;
+    e.tries = calloc(count, 1);
+    e.slots = calloc((size_t)e.nslots, sizeof(*e.slots));
+    e.multi = curl_multi_init();
+    if (!e.tries || !e.slots || !e.multi) {
+        shoal_err_set(err, SHOAL_EIO, "out of memory");
+        goto out;
+    }
+    curl_multi_setopt(e.multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      (long)e.nslots);
+    curl_multi_setopt(e.multi, CURLMOPT_MAXCONNECTS, (long)e.nslots + 1);
+    if (headers_make(&e, err) < 0)
+        goto out;
+    for (i = 0; i < e.nslots; i++)
+        if (slot_init(&e, &e.slots[i], err) < 0)
+            goto out;
+
+    while (e.left > 0) {
+        double now = shoal_mono();
+        double wait = 1.0;
+        int active = 0;
+        int running = 0;
+        int left_msgs = 0;
+        int freed = 0;
+        CURLMsg *msg;
+
+        for (i = 0; i < e.nslots; i++) {
+            struct slot *s = &e.slots[i];
+
+            if (!s->busy && slot_fill(&e, s, now, &wait, err) < 0)
+                goto out;
+            active += s->busy;
+        }
+        if (active == 0) {
+            if (e.nretries == 0) {
+                shoal_err_set(err, SHOAL_EINTERNAL, "transfer stalled with "
+                              "%" PRIu64 " pieces left", e.left);
+                goto out;
+            }
+            usleep((useconds_t)(wait * 1e6) + 1000);
+            continue;
+        }
+        if (curl_multi_perform(e.multi, &running) != CURLM_OK) {
+            shoal_err_set(err, SHOAL_EIO, "transfer failed");
+            goto out;
+        }
+        while ((msg = curl_multi_info_read(e.multi, &left_msgs))) {
+            struct slot *s = NULL;
+
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &s);
+            if (slot_done(&e, s, msg->data.result, err) < 0)
+                goto out;
+            freed = 1;
+        }
+        /* a freed slot takes new work at once; otherwise wait for the
+         * sockets (or the first retry due) */
+        if (!freed && running > 0 &&
+            curl_multi_poll(e.multi, NULL, 0, (int)(wait * 1000) + 1,
+                            NULL) != CURLM_OK) {
+            shoal_err_set(err, SHOAL_EIO, "transfer failed");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    engine_free(&e);
+    return rc;
+}
+
+int pr_xfer_upload(const struct pr_xfer *x, const uint64_t *todo, uint64_t n,
+                   struct shoal_err *err)
+{
+    return engine_run(x, 1, todo, n, err);
+}
+
+int pr_xfer_download(const struct pr_xfer *x, const uint64_t *todo,
+                     uint64_t n, struct shoal_err *err)
+{
+    return engine_run(x, 0, todo, n, err);
+}

@@ -1,0 +1,141 @@
+"""Helpers shared by the benchmarks: ports, HTTP calls, wrk, processes,
+a private PostgreSQL and a broker, nginx with a given root."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("SHOAL_BIN", os.path.join(ROOT, "bin"))
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(method, url, body=None, token=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read()
+
+
+def wait_http(url, limit=20.0):
+    end = time.time() + limit
+    while time.time() < end:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise SystemExit("bench: %s did not come up" % url)
+
+
+def wrk(url, token=None, script=None, env=None):
+    """(req/s, p99 text) of wrk -t2 -c16 against url."""
+    cmd = ["wrk", "-t2", "-c16", "-d" + DURATION, "--latency"]
+    if token:
+        cmd += ["-H", "Authorization: Bearer " + token]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [url], check=True, capture_output=True,
+                         text=True, timeout=120,
+                         env=dict(os.environ, **(env or {}))).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+(\S+)", out).group(1)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit("bench: %s answered %s errors" % (url, errors.group(1)))
+    return rps, p99
+
+
+def stop(proc):
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def start_pg(tmp):
+    pgdir = os.path.join(tmp, "pg")
+    subprocess.run(["sh", os.path.join(ROOT, "schemas/pg.sh"), "start", pgdir],
+                   check=True, env=dict(os.environ, SHOAL_PG_FSYNC="off"))
+    conninfo = subprocess.run(["sh", os.path.join(ROOT, "schemas/pg.sh"), "url", pgdir],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    return pgdir, conninfo
+
+
+def stop_pg(pgdir):
+    subprocess.run(["sh", os.path.join(ROOT, "schemas/pg.sh"), "stop", pgdir])
+
+
+def start_broker(tmp, conninfo, name="broker", *flags):
+    port = free_port()
+    proc = subprocess.Popen(
+        [os.path.join(BIN, "shoal-broker"), "--listen", "127.0.0.1:%d" % port,
+         "--database-url", conninfo, "--data-dir", os.path.join(tmp, name),
+         "--log-file", os.path.join(tmp, name + ".log")] + list(flags))
+    base = "http://127.0.0.1:%d" % port
+    wait_http(base + "/healthz")
+    return proc, base
+
+
+def start_nginx(tmp, www, extra=""):
+    port = free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("""
+worker_processes 2;
+pid %(tmp)s/nginx.pid;
+error_log %(tmp)s/nginx.err warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  client_body_temp_path %(tmp)s/body;
+  proxy_temp_path %(tmp)s/proxy;
+  fastcgi_temp_path %(tmp)s/fcgi;
+  uwsgi_temp_path %(tmp)s/uwsgi;
+  scgi_temp_path %(tmp)s/scgi;
+  default_type application/json;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:%(port)d;
+    root %(www)s;
+    %(extra)s
+  }
+}
+""" % {"tmp": tmp, "port": port, "www": www, "extra": extra})
+    proc = subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"])
+    return proc, "http://127.0.0.1:%d" % port
+
+
+def register(base):
+    """A new user with a session: (user_id, session_id)."""
+    import base64
+    import uuid
+    user_id = str(uuid.uuid4())
+    pk = base64.b64encode(os.urandom(32)).decode()
+    reg = json.loads(call("POST", base + "/v1/users", {"user_id": user_id, "public_key": pk}))
+    sess = json.loads(call("POST", base + "/v1/sessions",
+                           {"user_id": user_id, "auth_id": reg["auth_id"]}))
+    return user_id, sess["session_id"]
