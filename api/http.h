@@ -84,6 +84,9 @@ typedef void (*shoal_observe_fn)(void *app, const struct shoal_route *route,
 struct shoal_server_opts {
     const char *listen;              /* "127.0.0.1:8080", "[::1]:8080" */
     unsigned threads;                /* thread pool size (0: 2) */
+    int thread_per_connection;       /* one thread per connection instead
+                                        of the epoll pool: sendfile moves
+                                        2 MiB per call instead of 128 KiB */
     unsigned max_connections;        /* above it new connections get 503
                                         and are closed at once */
     unsigned idle_timeout;           /* seconds without any byte: closed */

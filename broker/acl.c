@@ -1,6 +1,6 @@
 /*
  * acl.c - who may do what with a share, and the checks of the fields that
- * shares and groups have in common (names, lists of ids).
+ * shares, groups and trust lists have in common (names, lists of ids).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +29,33 @@ int br_share_access(PGconn *c, const char *user_id, const char *share_id,
     return access;
 }
 
+int br_share_need(PGconn *c, const char *user_id, const char *share_id,
+                  enum br_access want, struct shoal_err *err)
+{
+    int access = br_share_access(c, user_id, share_id, err);
+    if (access < 0)
+        return -1;
+    if (access == BR_ACCESS_NONE)
+        return shoal_err_set(err, SHOAL_ENOTFOUND, "share '%s' not found",
+                             share_id);
+    if (access >= (int)want)
+        return access;
+    if (want == BR_ACCESS_OWNER)
+        return shoal_err_set(err, SHOAL_EFORBIDDEN,
+                             "only the owner of share '%s' may do this",
+                             share_id);
+    return shoal_err_set(err, SHOAL_EFORBIDDEN,
+                         "no write access to share '%s'", share_id);
+}
+
+int br_name_taken(struct shoal_err *err, const char *kind)
+{
+    if (err && err->code == SHOAL_EEXISTS)
+        shoal_err_set(err, SHOAL_EEXISTS,
+                      "the caller already owns a %s of that name", kind);
+    return -1;
+}
+
 int br_json_name(const json_t *obj, const char *key, const char **out,
                  struct shoal_err *err)
 {
@@ -49,6 +76,17 @@ int br_json_name(const json_t *obj, const char *key, const char **out,
     }
     *out = s;
     return 0;
+}
+
+int br_json_uuid_at(const json_t *list, const char *key, size_t i,
+                    char id[37], struct shoal_err *err)
+{
+    const json_t *v = json_array_get(list, i);
+    char what[64];
+    snprintf(what, sizeof what, "%s[%zu]", key, i);
+    if (!json_is_string(v))
+        return shoal_err_set(err, SHOAL_EINVAL, "'%s' must be a string", what);
+    return shoal_uuid_normalize(json_string_value(v), id, what, err);
 }
 
 char *br_json_uuids(const json_t *obj, const char *key, size_t max,
@@ -72,15 +110,8 @@ char *br_json_uuids(const json_t *obj, const char *key, size_t max,
     }
     *w++ = '{';
     for (size_t i = 0; i < n; i++) {
-        const json_t *v = json_array_get(list, i);
-        char id[37], what[64];
-        snprintf(what, sizeof what, "%s[%zu]", key, i);
-        if (!json_is_string(v)) {
-            shoal_err_set(err, SHOAL_EINVAL, "'%s' must be a string", what);
-            free(text);
-            return NULL;
-        }
-        if (shoal_uuid_normalize(json_string_value(v), id, what, err) != 0) {
+        char id[37];
+        if (br_json_uuid_at(list, key, i, id, err) != 0) {
             free(text);
             return NULL;
         }
@@ -94,4 +125,30 @@ char *br_json_uuids(const json_t *obj, const char *key, size_t max,
     if (count)
         *count = n;
     return text;
+}
+
+json_t *br_id_list_json(const char *s)
+{
+    json_t *a = json_array();
+    size_t len = strlen(s);
+    for (size_t at = 0; a && at + 36 <= len; at += 37)
+        json_array_append_new(a, json_stringn(s + at, 36));
+    return a;
+}
+
+int br_users_exist(PGconn *c, const char *ids, struct shoal_err *err)
+{
+    const char *p[] = { ids };
+    PGresult *r = br_db_query(c,
+        "SELECT x FROM unnest($1::uuid[]) WITH ORDINALITY AS t(x, i)"
+        " WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = x)"
+        " ORDER BY i LIMIT 1", 1, p, err);
+    if (r == NULL)
+        return -1;
+    int rc = 0;
+    if (PQntuples(r) > 0)
+        rc = shoal_err_set(err, SHOAL_ENOTFOUND, "user '%s' not found",
+                           PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
 }

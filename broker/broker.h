@@ -113,6 +113,12 @@ int br_file_find(struct br_cache *c, PGconn *conn, const char *file_id,
 int br_access_find(struct br_cache *c, PGconn *conn, const char *user_id,
                    const char *share_id, struct shoal_err *err);
 
+/* This broker changed access (ACL, group members, a share) or a file row:
+ * forget what its caches hold now, before answering, instead of when the
+ * announcement comes back through the listener.  c may be NULL. */
+void br_cache_acl_changed(struct br_cache *c);
+void br_cache_file_changed(struct br_cache *c, const char *file_id);
+
 /* --- an exact cache of small values (kvcache.c) --- */
 
 struct br_kv;
@@ -202,6 +208,12 @@ enum br_access {
 int br_share_access(PGconn *c, const char *user_id, const char *share_id,
                     struct shoal_err *err);
 
+/* br_share_access, at least want: the access, or -1 with err set: 404
+ * when user_id may not read the share, 403 when it may but less than
+ * want (BR_ACCESS_WRITE or BR_ACCESS_OWNER). */
+int br_share_need(PGconn *c, const char *user_id, const char *share_id,
+                  enum br_access want, struct shoal_err *err);
+
 /* Longest name of a share or a group, in bytes. */
 #define BR_NAME_MAX 255
 
@@ -210,12 +222,30 @@ int br_share_access(PGconn *c, const char *user_id, const char *share_id,
 int br_json_name(const json_t *obj, const char *key, const char **out,
                  struct shoal_err *err);
 
+/* After a failed insert or rename of a share or group (kind): a unique
+ * violation in err is reworded as the caller owning a kind of that name.
+ * Always returns -1. */
+int br_name_taken(struct shoal_err *err, const char *kind);
+
+/* Entry i of the JSON array list (obj[key]) as a canonical lowercase UUID
+ * into id; SHOAL_EINVAL naming "key[i]" when it is not one. */
+int br_json_uuid_at(const json_t *list, const char *key, size_t i,
+                    char id[37], struct shoal_err *err);
+
 /* obj[key] must be an array of at most max canonical UUIDs.  Returns them
  * lowercase, in order and with any duplicates, as a PostgreSQL array
  * literal "{a,b}" (new string: free()), and their number in *count (may
  * be NULL); NULL with SHOAL_EINVAL naming the bad entry. */
 char *br_json_uuids(const json_t *obj, const char *key, size_t max,
                     size_t *count, struct shoal_err *err);
+
+/* "a,b" (UUIDs of 36 characters, as string_agg makes them; "" for none)
+ * as a new JSON array of strings. */
+json_t *br_id_list_json(const char *s);
+
+/* 0 when every user of the array literal ids ("{a,b}") is registered,
+ * else -1 with 404 naming the first that is not (in the order of ids). */
+int br_users_exist(PGconn *c, const char *ids, struct shoal_err *err);
 
 /* Share id as user viewer sees it (h_shares.c): a new reference, or NULL
  * with err, 404 when viewer may not read it. */
@@ -242,6 +272,15 @@ int br_file_open(PGconn *c, const struct shoal_req *req, enum br_access want,
 /* The version a request names with ?version=N, else the latest. */
 int br_version_arg(const struct shoal_req *req, const struct br_file *f,
                    int *version, struct shoal_err *err);
+
+struct br_vent;
+/* br_file_open, then the version br_version_arg names held from the
+ * version cache in *e (NULL on failure; release with br_vent_put), on a
+ * connection borrowed for the call: its answers are theirs and
+ * br_vent_get's (404 when there is no such version). */
+int br_file_vent_get(const struct shoal_req *req, enum br_access want,
+                     struct br_file *f, struct br_vent **e,
+                     struct shoal_err *err);
 
 /* A version, with the hashes of pieces first .. first+nhashes-1. */
 struct br_version {
@@ -294,7 +333,6 @@ int br_piece_body(struct shoal_req *req, const char *data, size_t len,
 /* --- versions in memory (vcache.c) --- */
 
 struct br_vcache;
-struct br_vent;
 /* A cache of at most budget bytes. NULL on ENOMEM. */
 struct br_vcache *br_vcache_new(size_t budget);
 void br_vcache_free(struct br_vcache *vc);
@@ -380,6 +418,39 @@ struct br_app *br_app_of(const struct shoal_req *req);
 /* Path parameter 'name' as a canonical lowercase UUID into out. */
 int br_param_uuid(const struct shoal_req *req, const char *name,
                   char out[37], struct shoal_err *err);
+/* Path parameter {id} into id, which must be the caller's own user id:
+ * 403 "the <what> of '<id>' belongs to another user" otherwise. */
+int br_param_self(const struct shoal_req *req, const char *what, char id[37],
+                  struct shoal_err *err);
+
+/* Commit c and keep *reply; 0, or -1 when *reply is NULL (err set by
+ * whoever failed to make it) or the commit fails (*reply dropped). */
+int br_reply_commit(PGconn *c, json_t **reply, struct shoal_err *err);
+
+/* Row i of a result as a JSON object (new reference; NULL on failure). */
+typedef json_t *br_row_fn(PGresult *r, int i);
+
+/* The rows of r as {key: [row(r, 0), …]} in *reply (new reference); r is
+ * cleared here.  r NULL (its query failed, err set): -1. */
+int br_rows_reply(PGresult *r, const char *key, br_row_fn *row,
+                  json_t **reply, struct shoal_err *err);
+
+/* The one row sql finds with $1 viewer and $2 id, as row(r, 0): a new
+ * reference, or NULL with err, 404 "<what> '<id>' not found" when sql
+ * finds none. */
+json_t *br_row_load(PGconn *c, const char *sql, const char *viewer,
+                    const char *id, const char *what, br_row_fn *row,
+                    struct shoal_err *err);
+
+/* Resource id as user viewer sees it: a new reference, or NULL with err. */
+typedef json_t *br_load_fn(PGconn *c, const char *viewer, const char *id,
+                           struct shoal_err *err);
+
+/* GET of the resource at path parameter {id} for the caller, through
+ * load, into *reply (new reference). */
+int br_load_reply(struct shoal_req *req, br_load_fn *load, json_t **reply,
+                  struct shoal_err *err);
+
 /* RFC 3339 text of a Unix time as a new JSON string. */
 json_t *br_time_json(long long t);
 /* Base64 of a bytea column value in text format ("\x…" hex) as a new JSON

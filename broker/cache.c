@@ -132,6 +132,18 @@ int br_access_find(struct br_cache *c, PGconn *conn, const char *user_id,
     return access;
 }
 
+void br_cache_acl_changed(struct br_cache *c)
+{
+    if (c)
+        br_kv_clear(c->access);
+}
+
+void br_cache_file_changed(struct br_cache *c, const char *file_id)
+{
+    if (c)
+        br_kv_evict(c->files, file_id);
+}
+
 /* Apply one announcement. */
 static void heard(struct br_cache *c, const PGnotify *n)
 {

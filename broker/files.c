@@ -1,6 +1,7 @@
 /*
  * files.c - what the file handlers share: a file with the caller's access
- * to it, a version and its piece hashes, signing a version.
+ * to it, the version a request names, a version and its piece hashes,
+ * signing a version.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,24 @@ int br_version_arg(const struct shoal_req *req, const struct br_file *f,
                              "'version' must be a positive integer, not '%.32s'", v);
     *version = (int)n;
     return 0;
+}
+
+int br_file_vent_get(const struct shoal_req *req, enum br_access want,
+                     struct br_file *f, struct br_vent **e,
+                     struct shoal_err *err)
+{
+    struct br_app *app = br_app_of(req);
+    int version;
+
+    *e = NULL;
+    PGconn *c = br_db_get(app->db, err);
+    if (c == NULL)
+        return -1;
+    int rc = br_file_open(c, req, want, f, err) != 0 ||
+             br_version_arg(req, f, &version, err) != 0 ||
+             br_vent_get(app, c, f->file_id, version, e, err) != 0 ? -1 : 0;
+    br_db_put(app->db, c);
+    return rc;
 }
 
 int br_version_load(PGconn *c, const char *file_id, int version,

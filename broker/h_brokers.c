@@ -31,14 +31,7 @@ BR_HANDLER(h_broker_list)
     struct br_app *app = br_app_of(req);
     PGresult *r = br_db_exec(app->db, "SELECT " BROKER_COLUMNS
                              " FROM brokers ORDER BY broker_id", 0, NULL, err);
-    if (r == NULL)
-        return -1;
-    json_t *list = json_array();
-    for (int i = 0; i < PQntuples(r); i++)
-        json_array_append_new(list, broker_json(r, i));
-    PQclear(r);
-    *reply = json_pack("{s:o}", "brokers", list);
-    return 0;
+    return br_rows_reply(r, "brokers", broker_json, reply, err);
 }
 
 /* An absolute http or https URL made only of characters RFC 3986 allows

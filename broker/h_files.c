@@ -274,20 +274,9 @@ BR_HANDLER(h_file_create)
     if (content_parse(body, &ct, err) != 0)
         return -1;
 
-    if ((c = br_db_get(app->db, err)) == NULL || br_db_begin(c, err) != 0)
-        goto out;
-    int access = br_share_access(c, me->user_id, share, err);
-    if (access < 0)
-        goto out;
-    if (access == BR_ACCESS_NONE) {
-        shoal_err_set(err, SHOAL_ENOTFOUND, "share '%s' not found", share);
-        goto out;
-    }
-    if (access < BR_ACCESS_WRITE) {
-        shoal_err_set(err, SHOAL_EFORBIDDEN, "no write access to share '%s'", share);
-        goto out;
-    }
-    if (quota_check(c, me->user_id, share, ct.size, err) != 0)
+    if ((c = br_db_get(app->db, err)) == NULL || br_db_begin(c, err) != 0 ||
+        br_share_need(c, me->user_id, share, BR_ACCESS_WRITE, err) < 0 ||
+        quota_check(c, me->user_id, share, ct.size, err) != 0)
         goto out;
     shoal_uuid_v4(file_id);
     const char *p[] = { file_id, share, me->user_id, path, name };
@@ -302,17 +291,14 @@ BR_HANDLER(h_file_create)
         goto out;
     }
     PQclear(r);
-    if (version_insert(c, file_id, 1, me->user_id, &ct, err) != 0 ||
-        (*reply = file_reply(c, file_id, err)) == NULL ||
-        br_db_commit(c, err) != 0)
+    if (version_insert(c, file_id, 1, me->user_id, &ct, err) != 0)
+        goto out;
+    *reply = file_reply(c, file_id, err);
+    if (br_reply_commit(c, reply, err) != 0)
         goto out;
     shoal_req_set_status(req, 201);
     rc = 0;
 out:
-    if (rc != 0 && reply) {
-        json_decref(*reply);
-        *reply = NULL;
-    }
     br_db_put(app->db, c);
     free(ct.hashes);
     return rc;
@@ -350,15 +336,11 @@ BR_HANDLER(h_file_update)
     if (r == NULL)
         goto out;
     PQclear(r);
-    if ((*reply = file_reply(c, f.file_id, err)) == NULL ||
-        br_db_commit(c, err) != 0)
-        goto out;
-    rc = 0;
+    *reply = file_reply(c, f.file_id, err);
+    rc = br_reply_commit(c, reply, err);
+    if (rc == 0)
+        br_cache_file_changed(app->cache, f.file_id);
 out:
-    if (rc != 0 && reply) {
-        json_decref(*reply);
-        *reply = NULL;
-    }
     br_db_put(app->db, c);
     free(ct.hashes);
     return rc;
@@ -379,27 +361,15 @@ BR_HANDLER(h_file_list)
     PGconn *c = br_db_get(app->db, err);
     if (c == NULL)
         return -1;
-    int access = br_share_access(c, me->user_id, share, err);
-    if (access < 0)
+    if (br_share_need(c, me->user_id, share, BR_ACCESS_READ, err) < 0)
         goto out;
-    if (access == BR_ACCESS_NONE) {
-        shoal_err_set(err, SHOAL_ENOTFOUND, "share '%s' not found", share);
-        goto out;
-    }
     const char *p[] = { share };
     PGresult *r = br_db_query(c, "SELECT " FILE_COLUMNS " FROM files f"
                                  " JOIN versions v ON v.file_id = f.file_id"
                                  " AND v.version = f.latest"
                                  " WHERE f.share_id = $1 AND f.deleted_at IS NULL"
                                  " ORDER BY f.path, f.name", 1, p, err);
-    if (r == NULL)
-        goto out;
-    json_t *list = json_array();
-    for (int i = 0; i < PQntuples(r); i++)
-        json_array_append_new(list, file_json(r, i));
-    PQclear(r);
-    *reply = json_pack("{s:o}", "files", list);
-    rc = 0;
+    rc = br_rows_reply(r, "files", file_json, reply, err);
 out:
     br_db_put(app->db, c);
     return rc;
@@ -459,15 +429,10 @@ BR_HANDLER(h_file_manifest)
 {
     struct br_app *app = br_app_of(req);
     struct br_file f;
-    struct br_vent *e = NULL;
-    int version, rc = -1;
-    PGconn *c = br_db_get(app->db, err);
-    if (c == NULL)
+    struct br_vent *e;
+    int rc = -1;
+    if (br_file_vent_get(req, BR_ACCESS_READ, &f, &e, err) != 0)
         return -1;
-    if (br_file_open(c, req, BR_ACCESS_READ, &f, err) != 0 ||
-        br_version_arg(req, &f, &version, err) != 0 ||
-        br_vent_get(app, c, f.file_id, version, &e, err) != 0)
-        goto out;
     const struct br_version *v = br_vent_version(e);
     char xsign[SHOAL_XSIGN_MAX], root[65];
     struct shoal_xsign x;
@@ -491,7 +456,6 @@ BR_HANDLER(h_file_manifest)
     rc = *reply ? 0 : shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
 out:
     br_vent_put(app, e);
-    br_db_put(app->db, c);
     return rc;
 }
 
@@ -533,26 +497,24 @@ BR_HANDLER(h_file_delete)
         shoal_err_set(err, SHOAL_EINTERNAL, "cannot count piece references");
         goto out;
     }
-    int nfreed = 0;
-    for (int i = 0; i < PQntuples(r); i++)
-        if (PQgetlength(r, i, 0) == 32 && PQgetlength(r, i, 1) == 8 &&
-            memcmp(PQgetvalue(r, i, 1), "\0\0\0\0\0\0\0\0", 8) == 0)
-            nfreed++;
-    unsigned char (*freed)[32] = calloc(nfreed ? (size_t)nfreed : 1, 32);
+    /* The hashes whose count went to 0 (an int8 0 in binary). */
+    int nfreed = 0, nrows = PQntuples(r);
+    unsigned char (*freed)[32] = calloc(nrows ? (size_t)nrows : 1, 32);
     if (freed == NULL) {
         shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
         goto out;
     }
-    for (int i = 0, k = 0; i < PQntuples(r); i++)
+    for (int i = 0; i < nrows; i++)
         if (PQgetlength(r, i, 0) == 32 && PQgetlength(r, i, 1) == 8 &&
             memcmp(PQgetvalue(r, i, 1), "\0\0\0\0\0\0\0\0", 8) == 0)
-            memcpy(freed[k++], PQgetvalue(r, i, 0), 32);
+            memcpy(freed[nfreed++], PQgetvalue(r, i, 0), 32);
     PQclear(r);
     r = br_db_query(c, "DELETE FROM versions WHERE file_id = $1", 1, p, err);
     if (r == NULL || br_db_commit(c, err) != 0) {
         free(freed);
         goto out;
     }
+    br_cache_file_changed(app->cache, f.file_id);
     PQclear(r);
     r = NULL;
     for (int i = 0; i < nfreed; i++)

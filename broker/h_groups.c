@@ -24,17 +24,11 @@
 /* Row i of a GROUP_COLS result as a group object (new reference). */
 static json_t *group_json(PGresult *r, int i)
 {
-    json_t *members = json_array();
-    const char *list = PQgetvalue(r, i, 5);
-    /* "a,b,c": UUIDs of 36 characters separated by commas. */
-    size_t len = strlen(list);
-    for (size_t at = 0; members && at + 36 <= len; at += 37)
-        json_array_append_new(members, json_stringn(list + at, 36));
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}",
                      "group_id", PQgetvalue(r, i, 0),
                      "name", PQgetvalue(r, i, 1),
                      "owner_id", PQgetvalue(r, i, 2),
-                     "members", members,
+                     "members", br_id_list_json(PQgetvalue(r, i, 5)),
                      "created_at", br_time_json(strtoll(PQgetvalue(r, i, 3), NULL, 10)),
                      "updated_at", br_time_json(strtoll(PQgetvalue(r, i, 4), NULL, 10)));
 }
@@ -44,19 +38,9 @@ static json_t *group_json(PGresult *r, int i)
 static json_t *group_load(PGconn *c, const char *me, const char *id,
                           struct shoal_err *err)
 {
-    const char *p[] = { me, id };
-    PGresult *r = br_db_query(c, "SELECT " GROUP_COLS " FROM groups g"
-                                 " WHERE g.group_id = $2::uuid AND " VISIBLE,
-                              2, p, err);
-    if (r == NULL)
-        return NULL;
-    json_t *g = NULL;
-    if (PQntuples(r) != 1)
-        shoal_err_set(err, SHOAL_ENOTFOUND, "group '%s' not found", id);
-    else if ((g = group_json(r, 0)) == NULL)
-        shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
-    PQclear(r);
-    return g;
+    return br_row_load(c, "SELECT " GROUP_COLS " FROM groups g"
+                          " WHERE g.group_id = $2::uuid AND " VISIBLE,
+                       me, id, "group", group_json, err);
 }
 
 /* Lock group id for a change by me: 0 when me owns it, -1 with 404 when
@@ -92,22 +76,10 @@ static int members_set(PGconn *c, const char *id, const char *ids,
                        struct shoal_err *err)
 {
     const char *p[] = { id, ids };
-    PGresult *r = br_db_query(c,
-        "SELECT x FROM unnest($2::uuid[]) WITH ORDINALITY AS t(x, i)"
-        " WHERE $1::uuid IS NOT NULL"
-        " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = x)"
-        " ORDER BY i LIMIT 1", 2, p, err);
-    if (r == NULL)
+    if (br_users_exist(c, ids, err) != 0)
         return -1;
-    if (PQntuples(r) > 0) {
-        shoal_err_set(err, SHOAL_ENOTFOUND, "user '%s' not found",
-                      PQgetvalue(r, 0, 0));
-        PQclear(r);
-        return -1;
-    }
-    PQclear(r);
-    r = br_db_query(c, "DELETE FROM group_members WHERE group_id = $1::uuid",
-                    1, p, err);
+    PGresult *r = br_db_query(c, "DELETE FROM group_members"
+                                 " WHERE group_id = $1::uuid", 1, p, err);
     if (r == NULL)
         return -1;
     PQclear(r);
@@ -118,13 +90,6 @@ static int members_set(PGconn *c, const char *id, const char *ids,
         return -1;
     PQclear(r);
     return 0;
-}
-
-/* The message of a unique violation on (owner_id, name). */
-static int name_taken(struct shoal_err *err)
-{
-    return shoal_err_set(err, SHOAL_EEXISTS,
-                         "the caller already owns a group of that name");
 }
 
 BR_HANDLER(h_group_create)
@@ -152,19 +117,14 @@ BR_HANDLER(h_group_create)
     r = br_db_query(c, "INSERT INTO groups (group_id, owner_id, name)"
                        " VALUES ($1, $2, $3)", 3, p, err);
     if (r == NULL) {
-        if (err && err->code == SHOAL_EEXISTS)
-            name_taken(err);
+        br_name_taken(err, "group");
         goto out;
     }
     if (ids && members_set(c, id, ids, err) != 0)
         goto out;
-    if ((*reply = group_load(c, me, id, err)) == NULL)
+    *reply = group_load(c, me, id, err);
+    if (br_reply_commit(c, reply, err) != 0)
         goto out;
-    if (br_db_commit(c, err) != 0) {
-        json_decref(*reply);
-        *reply = NULL;
-        goto out;
-    }
     shoal_req_set_status(req, 201);
     rc = 0;
 out:
@@ -181,29 +141,12 @@ BR_HANDLER(h_group_list)
     PGresult *r = br_db_exec(app->db,
         "SELECT " GROUP_COLS " FROM groups g WHERE " VISIBLE
         " ORDER BY g.name COLLATE \"C\", g.group_id", 1, p, err);
-    if (r == NULL)
-        return -1;
-    json_t *list = json_array();
-    for (int i = 0; list && i < PQntuples(r); i++)
-        json_array_append_new(list, group_json(r, i));
-    PQclear(r);
-    *reply = json_pack("{s:o}", "groups", list);
-    return *reply ? 0 : shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
+    return br_rows_reply(r, "groups", group_json, reply, err);
 }
 
 BR_HANDLER(h_group_get)
 {
-    struct br_app *app = br_app_of(req);
-    char id[37];
-
-    if (br_param_uuid(req, "id", id, err) != 0)
-        return -1;
-    PGconn *c = br_db_get(app->db, err);
-    if (c == NULL)
-        return -1;
-    *reply = group_load(c, br_caller(req)->user_id, id, err);
-    br_db_put(app->db, c);
-    return *reply ? 0 : -1;
+    return br_load_reply(req, group_load, reply, err);
 }
 
 BR_HANDLER(h_group_update)
@@ -235,20 +178,15 @@ BR_HANDLER(h_group_update)
                        " updated_at = now() WHERE group_id = $1::uuid",
                     2, p, err);
     if (r == NULL) {
-        if (err && err->code == SHOAL_EEXISTS)
-            name_taken(err);
+        br_name_taken(err, "group");
         goto out;
     }
     if (ids && members_set(c, id, ids, err) != 0)
         goto out;
-    if ((*reply = group_load(c, me, id, err)) == NULL)
-        goto out;
-    if (br_db_commit(c, err) != 0) {
-        json_decref(*reply);
-        *reply = NULL;
-        goto out;
-    }
-    rc = 0;
+    *reply = group_load(c, me, id, err);
+    rc = br_reply_commit(c, reply, err);
+    if (rc == 0)
+        br_cache_acl_changed(app->cache);
 out:
     PQclear(r);
     br_db_put(app->db, c);
@@ -274,6 +212,7 @@ BR_HANDLER(h_group_delete)
     r = br_db_query(c, "DELETE FROM groups WHERE group_id = $1::uuid", 1, p, err);
     if (r == NULL || br_db_commit(c, err) != 0)
         goto out;
+    br_cache_acl_changed(app->cache);
     *reply = json_pack("{s:s, s:b}", "group_id", id, "deleted", 1);
     rc = 0;
 out:

@@ -66,22 +66,14 @@ static int upload_begin(struct shoal_req *req, struct shoal_err *err)
 {
     struct br_app *app = br_app_of(req);
     struct br_file f;
-    struct br_vent *e = NULL;
+    struct br_vent *e;
     struct upload *u = NULL;
     uint64_t n;
-    int version, rc = -1;
+    int rc = -1;
 
-    if (need_store(app, err) != 0)
+    if (need_store(app, err) != 0 ||
+        br_file_vent_get(req, BR_ACCESS_WRITE, &f, &e, err) != 0)
         return -1;
-    PGconn *c = br_db_get(app->db, err);
-    if (c == NULL)
-        return -1;
-    if (br_file_open(c, req, BR_ACCESS_WRITE, &f, err) != 0 ||
-        br_version_arg(req, &f, &version, err) != 0 ||
-        br_vent_get(app, c, f.file_id, version, &e, err) != 0)
-        goto out;
-    br_db_put(app->db, c);
-    c = NULL;
     const struct br_version *v = br_vent_version(e);
     if (piece_arg(req, v->npieces, &n, err) != 0)
         goto out;
@@ -90,7 +82,7 @@ static int upload_begin(struct shoal_req *req, struct shoal_err *err)
         goto out;
     }
     memcpy(u->file_id, f.file_id, sizeof u->file_id);
-    u->version = version;
+    u->version = v->version;
     u->piece = n;
     u->len = shoal_piece_len(v->size, v->piece_size, n);
     memcpy(u->hash, v->hashes[n], 32);
@@ -108,7 +100,6 @@ static int upload_begin(struct shoal_req *req, struct shoal_err *err)
 out:
     upload_free(u);
     br_vent_put(app, e);
-    br_db_put(app->db, c);
     return rc;
 }
 
@@ -152,21 +143,13 @@ BR_HANDLER(h_piece_have)
 {
     struct br_app *app = br_app_of(req);
     struct br_file f;
-    struct br_vent *e = NULL;
+    struct br_vent *e;
     unsigned char *bits = NULL;
-    int version, rc = -1;
+    int rc = -1;
 
-    if (need_store(app, err) != 0)
+    if (need_store(app, err) != 0 ||
+        br_file_vent_get(req, BR_ACCESS_READ, &f, &e, err) != 0)
         return -1;
-    PGconn *c = br_db_get(app->db, err);
-    if (c == NULL)
-        return -1;
-    if (br_file_open(c, req, BR_ACCESS_READ, &f, err) != 0 ||
-        br_version_arg(req, &f, &version, err) != 0 ||
-        br_vent_get(app, c, f.file_id, version, &e, err) != 0)
-        goto out;
-    br_db_put(app->db, c);
-    c = NULL;
     const struct br_version *v = br_vent_version(e);
     size_t nbytes = (size_t)((v->npieces + 7) / 8);
     bits = calloc(nbytes ? nbytes : 1, 1);
@@ -194,7 +177,6 @@ BR_HANDLER(h_piece_have)
 out:
     free(bits);
     br_vent_put(app, e);
-    br_db_put(app->db, c);
     return rc;
 }
 
@@ -286,20 +268,18 @@ static int send_bytes(struct shoal_req *req, struct br_app *app,
     }
     uint64_t a = lo + first, b = lo + last;      /* file offsets */
     uint64_t pa = a / v->piece_size, pb = b / v->piece_size;
-    for (uint64_t p = pa; p <= pb; p++)
-        if (!shoal_store_has(app->store, v->hashes[p])) {
-            shoal_err_set(err, SHOAL_EINCOMPLETE,
-                          "piece %llu of file '%s' is not stored here yet",
-                          (unsigned long long)p, file_id);
-            goto out;
-        }
-    br_usage_add(app, br_caller(req)->user_id, 0,
-                 strcmp(shoal_req_method(req), "HEAD") ? b + 1 - a : 0, 0);
+    unsigned long long egress = strcmp(shoal_req_method(req), "HEAD") ? b + 1 - a : 0;
     if (pa == pb) {                  /* one piece: straight from its file */
         int fd;
         uint64_t size;
-        if (shoal_store_open_piece(app->store, v->hashes[pa], &fd, &size, err) != 0)
+        if (shoal_store_open_piece(app->store, v->hashes[pa], &fd, &size, err) != 0) {
+            if (err && err->code == SHOAL_ENOTFOUND)
+                shoal_err_set(err, SHOAL_EINCOMPLETE,
+                              "piece %llu of file '%s' is not stored here yet",
+                              (unsigned long long)pa, file_id);
             goto out;
+        }
+        br_usage_add(app, br_caller(req)->user_id, 0, egress, 0);
         if (shoal_req_set_fd(req, status, "application/octet-stream", fd,
                              a % v->piece_size, b + 1 - a) != 0) {
             shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
@@ -308,6 +288,15 @@ static int send_bytes(struct shoal_req *req, struct br_app *app,
         rc = 0;
         goto out;
     }
+    /* Across pieces: every one must be here before the headers go. */
+    for (uint64_t p = pa; p <= pb; p++)
+        if (!shoal_store_has(app->store, v->hashes[p])) {
+            shoal_err_set(err, SHOAL_EINCOMPLETE,
+                          "piece %llu of file '%s' is not stored here yet",
+                          (unsigned long long)p, file_id);
+            goto out;
+        }
+    br_usage_add(app, br_caller(req)->user_id, 0, egress, 0);
     struct span *s = calloc(1, sizeof *s);
     if (s == NULL) {
         shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");

@@ -137,11 +137,9 @@ BR_HANDLER(h_quota_get)
         if (br_auth(req, h, err) != 0)
             return -1;
     }
-    if (br_param_uuid(req, "id", id, err) != 0)
+    if ((admin ? br_param_uuid(req, "id", id, err)
+               : br_param_self(req, "quota", id, err)) != 0)
         return -1;
-    if (!admin && strcmp(id, br_caller(req)->user_id) != 0)
-        return shoal_err_set(err, SHOAL_EFORBIDDEN,
-                             "the quota of '%s' belongs to another user", id);
     const char *p[] = { id };
     PGresult *r = br_db_exec(app->db, QUOTA_SELECT, 1, p, err);
     if (r == NULL)
@@ -184,14 +182,8 @@ BR_HANDLER(h_share_allocation_put)
     }
     snprintf(owner, sizeof owner, "%s", PQgetvalue(r, 0, 0));
     /* The operator sees the share as its owner does. */
-    if ((*reply = br_share_load(c, owner, id, err)) == NULL)
-        goto out;
-    if (br_db_commit(c, err) != 0) {
-        json_decref(*reply);
-        *reply = NULL;
-        goto out;
-    }
-    rc = 0;
+    *reply = br_share_load(c, owner, id, err);
+    rc = br_reply_commit(c, reply, err);
 out:
     PQclear(r);
     br_db_put(app->db, c);

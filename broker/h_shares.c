@@ -37,16 +37,6 @@
 
 static const char *const access_names[] = { "none", "read", "write", "owner" };
 
-/* "a,b" (UUIDs of 36 characters) as a new JSON array. */
-static json_t *id_list(const char *s)
-{
-    json_t *a = json_array();
-    size_t len = strlen(s);
-    for (size_t at = 0; a && at + 36 <= len; at += 37)
-        json_array_append_new(a, json_stringn(s + at, 36));
-    return a;
-}
-
 /* Row i of a SHARE_SELECT result as a share object (new reference). */
 static json_t *share_json(PGresult *r, int i)
 {
@@ -56,10 +46,10 @@ static json_t *share_json(PGresult *r, int i)
     json_t *acl = json_null();
     if (access == BR_ACCESS_OWNER)
         acl = json_pack("{s:{s:o, s:o}, s:{s:o, s:o}}",
-                        "read", "users", id_list(PQgetvalue(r, i, 8)),
-                        "groups", id_list(PQgetvalue(r, i, 9)),
-                        "write", "users", id_list(PQgetvalue(r, i, 10)),
-                        "groups", id_list(PQgetvalue(r, i, 11)));
+                        "read", "users", br_id_list_json(PQgetvalue(r, i, 8)),
+                        "groups", br_id_list_json(PQgetvalue(r, i, 9)),
+                        "write", "users", br_id_list_json(PQgetvalue(r, i, 10)),
+                        "groups", br_id_list_json(PQgetvalue(r, i, 11)));
     json_t *alloc = PQgetisnull(r, i, 3) ? json_null()
                     : json_integer(strtoll(PQgetvalue(r, i, 3), NULL, 10));
     return json_pack("{s:s, s:s, s:s, s:o, s:I, s:s, s:o, s:o, s:o}",
@@ -77,19 +67,9 @@ static json_t *share_json(PGresult *r, int i)
 json_t *br_share_load(PGconn *c, const char *viewer, const char *id,
                       struct shoal_err *err)
 {
-    const char *p[] = { viewer, id };
-    PGresult *r = br_db_query(c, SHARE_SELECT
-                              " WHERE s.share_id = $2::uuid AND x.access > 0",
-                              2, p, err);
-    if (r == NULL)
-        return NULL;
-    json_t *s = NULL;
-    if (PQntuples(r) != 1)
-        shoal_err_set(err, SHOAL_ENOTFOUND, "share '%s' not found", id);
-    else if ((s = share_json(r, 0)) == NULL)
-        shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
-    PQclear(r);
-    return s;
+    return br_row_load(c, SHARE_SELECT
+                          " WHERE s.share_id = $2::uuid AND x.access > 0",
+                       viewer, id, "share", share_json, err);
 }
 
 /* Lock share id for a change by me: 0 when me owns it, -1 with 404 when
@@ -107,35 +87,7 @@ static int share_lock_own(PGconn *c, const char *me, const char *id,
     if (r == NULL)
         return -1;
     PQclear(r);
-    int access = br_share_access(c, me, id, err);
-    if (access < 0)
-        return -1;
-    if (access == BR_ACCESS_NONE)
-        return shoal_err_set(err, SHOAL_ENOTFOUND, "share '%s' not found", id);
-    if (access != BR_ACCESS_OWNER)
-        return shoal_err_set(err, SHOAL_EFORBIDDEN,
-                             "only the owner of share '%s' may do this", id);
-    return 0;
-}
-
-/* The message of a unique violation on (owner_id, name). */
-static int name_taken(struct shoal_err *err)
-{
-    return shoal_err_set(err, SHOAL_EEXISTS,
-                         "the caller already owns a share of that name");
-}
-
-/* Commit and hand *reply over, or drop it. */
-static int finish(PGconn *c, json_t **reply, struct shoal_err *err)
-{
-    if (*reply == NULL)
-        return -1;
-    if (br_db_commit(c, err) != 0) {
-        json_decref(*reply);
-        *reply = NULL;
-        return -1;
-    }
-    return 0;
+    return br_share_need(c, me, id, BR_ACCESS_OWNER, err) < 0 ? -1 : 0;
 }
 
 BR_HANDLER(h_share_create)
@@ -158,13 +110,12 @@ BR_HANDLER(h_share_create)
     PGresult *r = br_db_query(c, "INSERT INTO shares (share_id, owner_id, name)"
                                  " VALUES ($1, $2, $3)", 3, p, err);
     if (r == NULL) {
-        if (err && err->code == SHOAL_EEXISTS)
-            name_taken(err);
+        br_name_taken(err, "share");
         goto out;
     }
     PQclear(r);
     *reply = br_share_load(c, me, id, err);
-    if (finish(c, reply, err) != 0)
+    if (br_reply_commit(c, reply, err) != 0)
         goto out;
     shoal_req_set_status(req, 201);
     rc = 0;
@@ -186,29 +137,12 @@ BR_HANDLER(h_share_list)
         "    WHERE m.user_id = $1::uuid)))"
         " AND x.access > 0 ORDER BY s.name COLLATE \"C\", s.share_id",
         1, p, err);
-    if (r == NULL)
-        return -1;
-    json_t *list = json_array();
-    for (int i = 0; list && i < PQntuples(r); i++)
-        json_array_append_new(list, share_json(r, i));
-    PQclear(r);
-    *reply = json_pack("{s:o}", "shares", list);
-    return *reply ? 0 : shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
+    return br_rows_reply(r, "shares", share_json, reply, err);
 }
 
 BR_HANDLER(h_share_get)
 {
-    struct br_app *app = br_app_of(req);
-    char id[37];
-
-    if (br_param_uuid(req, "id", id, err) != 0)
-        return -1;
-    PGconn *c = br_db_get(app->db, err);
-    if (c == NULL)
-        return -1;
-    *reply = br_share_load(c, br_caller(req)->user_id, id, err);
-    br_db_put(app->db, c);
-    return *reply ? 0 : -1;
+    return br_load_reply(req, br_share_load, reply, err);
 }
 
 BR_HANDLER(h_share_update)
@@ -232,13 +166,14 @@ BR_HANDLER(h_share_update)
     PGresult *r = br_db_query(c, "UPDATE shares SET name = $2, updated_at = now()"
                                  " WHERE share_id = $1::uuid", 2, p, err);
     if (r == NULL) {
-        if (err && err->code == SHOAL_EEXISTS)
-            name_taken(err);
+        br_name_taken(err, "share");
         goto out;
     }
     PQclear(r);
     *reply = br_share_load(c, me, id, err);
-    rc = finish(c, reply, err);
+    rc = br_reply_commit(c, reply, err);
+    if (rc == 0)
+        br_cache_acl_changed(app->cache);
 out:
     br_db_put(app->db, c);
     return rc;
@@ -277,6 +212,7 @@ BR_HANDLER(h_share_delete)
     r = br_db_query(c, "DELETE FROM shares WHERE share_id = $1::uuid", 1, p, err);
     if (r == NULL || br_db_commit(c, err) != 0)
         goto out;
+    br_cache_acl_changed(app->cache);
     *reply = json_pack("{s:s, s:b}", "share_id", id, "deleted", 1);
     rc = 0;
 out:
@@ -410,7 +346,9 @@ BR_HANDLER(h_share_acl_put)
     if (r == NULL)
         goto out;
     *reply = br_share_load(c, me, id, err);
-    rc = finish(c, reply, err);
+    rc = br_reply_commit(c, reply, err);
+    if (rc == 0)
+        br_cache_acl_changed(app->cache);
 out:
     PQclear(r);
     br_db_put(app->db, c);

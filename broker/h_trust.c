@@ -9,17 +9,6 @@
 
 #define MAX_TRUSTED 1000
 
-/* The caller must be {id}: trust lists are private. */
-static int own_id(struct shoal_req *req, char id[37], struct shoal_err *err)
-{
-    if (br_param_uuid(req, "id", id, err) != 0)
-        return -1;
-    if (strcmp(id, br_caller(req)->user_id) != 0)
-        return shoal_err_set(err, SHOAL_EFORBIDDEN,
-                             "the trust list of '%s' belongs to another user", id);
-    return 0;
-}
-
 static json_t *trusted_reply(PGresult *r, const char *id)
 {
     json_t *ids = json_array();
@@ -33,7 +22,8 @@ BR_HANDLER(h_trusted_get)
     struct br_app *app = br_app_of(req);
     char id[37];
 
-    if (own_id(req, id, err) != 0)
+    /* The caller must be {id}: trust lists are private. */
+    if (br_param_self(req, "trust list", id, err) != 0)
         return -1;
     const char *p[] = { id };
     PGresult *r = br_db_exec(app->db,
@@ -53,7 +43,7 @@ static int cmp_str(const void *a, const void *b)
 
 /* The body's user_ids as a PostgreSQL array literal "{a,b}" (new string),
  * sorted, without duplicates.  NULL with err set. */
-static char *id_array(const json_t *list, const char *me, size_t *count,
+static char *id_array(const json_t *list, const char *me,
                       struct shoal_err *err)
 {
     size_t n = json_array_size(list);
@@ -73,12 +63,7 @@ static char *id_array(const json_t *list, const char *me, size_t *count,
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
-        const json_t *v = json_array_get(list, i);
-        if (!json_is_string(v)) {
-            shoal_err_set(err, SHOAL_EINVAL, "'user_ids[%zu]' must be a string", i);
-            goto fail;
-        }
-        if (shoal_uuid_normalize(json_string_value(v), ids[i], "user_ids", err) != 0)
+        if (br_json_uuid_at(list, "user_ids", i, ids[i], err) != 0)
             goto fail;
         if (strcmp(ids[i], me) == 0) {
             shoal_err_set(err, SHOAL_EINVAL, "a user cannot list itself as trusted");
@@ -100,7 +85,6 @@ static char *id_array(const json_t *list, const char *me, size_t *count,
     }
     *w++ = '}';
     *w = '\0';
-    *count = k;
     free(ids);
     free(sorted);
     return text;
@@ -117,14 +101,14 @@ BR_HANDLER(h_trusted_put)
     struct br_app *app = br_app_of(req);
     json_t *body = shoal_req_body(req), *list;
     char id[37], *arr = NULL;
-    size_t count = 0;
     PGconn *c = NULL;
     PGresult *r = NULL;
     int rc = -1;
 
-    if (own_id(req, id, err) != 0 || shoal_json_only(body, keys, err) != 0 ||
+    if (br_param_self(req, "trust list", id, err) != 0 ||
+        shoal_json_only(body, keys, err) != 0 ||
         shoal_json_array(body, "user_ids", &list, err) != 0 ||
-        (arr = id_array(list, id, &count, err)) == NULL)
+        (arr = id_array(list, id, err)) == NULL)
         return -1;
     /* A GET reply may be sent back as it is: user_id, if given, is {id}. */
     if (json_object_get(body, "user_id") != NULL) {
@@ -146,19 +130,11 @@ BR_HANDLER(h_trusted_put)
     if (r == NULL)
         goto out;
     PQclear(r);
-    /* Name the first listed user that does not exist. */
-    r = br_db_query(c,
-        "SELECT x FROM unnest($2::uuid[]) AS x WHERE $1::uuid IS NOT NULL"
-        " AND NOT EXISTS (SELECT 1 FROM users WHERE user_id = x) ORDER BY x LIMIT 1",
-        2, p, err);
-    if (r == NULL)
+    r = NULL;
+    /* Name the first listed user that does not exist (the list is
+     * sorted: the least). */
+    if (br_users_exist(c, arr, err) != 0)
         goto out;
-    if (PQntuples(r) > 0) {
-        shoal_err_set(err, SHOAL_ENOTFOUND, "user '%s' not found",
-                      PQgetvalue(r, 0, 0));
-        goto out;
-    }
-    PQclear(r);
     r = br_db_query(c, "DELETE FROM trust WHERE user_id = $1", 1, p, err);
     if (r == NULL)
         goto out;
@@ -182,6 +158,16 @@ out:
     return rc;
 }
 
+/* Row i of the trust bubble query as a session object (new reference). */
+static json_t *bubble_json(PGresult *r, int i)
+{
+    return json_pack(
+        "{s:s, s:s, s:s, s:o*, s:o}", "session_id", PQgetvalue(r, i, 0),
+        "ip", PQgetvalue(r, i, 1), "user_id", PQgetvalue(r, i, 2),
+        "public_key", br_bytea_b64_json(PQgetvalue(r, i, 3)),
+        "expires_at", br_time_json(strtoll(PQgetvalue(r, i, 4), NULL, 10)));
+}
+
 BR_HANDLER(h_trust_sessions)
 {
     struct br_app *app = br_app_of(req);
@@ -193,16 +179,5 @@ BR_HANDLER(h_trust_sessions)
         " JOIN users u ON u.user_id = s.user_id"
         " WHERE t.trusted_id = $1 AND s.expires_at > now()"
         " ORDER BY s.user_id, s.session_id", 1, p, err);
-    if (r == NULL)
-        return -1;
-    json_t *list = json_array();
-    for (int i = 0; i < PQntuples(r); i++)
-        json_array_append_new(list, json_pack(
-            "{s:s, s:s, s:s, s:o*, s:o}", "session_id", PQgetvalue(r, i, 0),
-            "ip", PQgetvalue(r, i, 1), "user_id", PQgetvalue(r, i, 2),
-            "public_key", br_bytea_b64_json(PQgetvalue(r, i, 3)),
-            "expires_at", br_time_json(strtoll(PQgetvalue(r, i, 4), NULL, 10))));
-    PQclear(r);
-    *reply = json_pack("{s:o}", "sessions", list);
-    return 0;
+    return br_rows_reply(r, "sessions", bubble_json, reply, err);
 }

@@ -1,5 +1,6 @@
 /*
- * handlers.c - small helpers every handler file uses, and role names.
+ * handlers.c - small helpers every handler file uses (path parameters,
+ * replies made of rows, committing a reply), and role names.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,76 @@ int br_param_uuid(const struct shoal_req *req, const char *name,
     if (v == NULL)
         return shoal_err_set(err, SHOAL_EINVAL, "missing '%s'", name);
     return shoal_uuid_normalize(v, out, name, err);
+}
+
+int br_param_self(const struct shoal_req *req, const char *what, char id[37],
+                  struct shoal_err *err)
+{
+    if (br_param_uuid(req, "id", id, err) != 0)
+        return -1;
+    if (strcmp(id, br_caller(req)->user_id) != 0)
+        return shoal_err_set(err, SHOAL_EFORBIDDEN,
+                             "the %s of '%s' belongs to another user",
+                             what, id);
+    return 0;
+}
+
+int br_reply_commit(PGconn *c, json_t **reply, struct shoal_err *err)
+{
+    if (*reply == NULL)
+        return -1;
+    if (br_db_commit(c, err) != 0) {
+        json_decref(*reply);
+        *reply = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int br_rows_reply(PGresult *r, const char *key, br_row_fn *row,
+                  json_t **reply, struct shoal_err *err)
+{
+    if (r == NULL)
+        return -1;
+    json_t *list = json_array();
+    for (int i = 0; list && i < PQntuples(r); i++)
+        json_array_append_new(list, row(r, i));
+    PQclear(r);
+    *reply = json_pack("{s:o}", key, list);
+    return *reply ? 0 : shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
+}
+
+json_t *br_row_load(PGconn *c, const char *sql, const char *viewer,
+                    const char *id, const char *what, br_row_fn *row,
+                    struct shoal_err *err)
+{
+    const char *p[] = { viewer, id };
+    PGresult *r = br_db_query(c, sql, 2, p, err);
+    if (r == NULL)
+        return NULL;
+    json_t *j = NULL;
+    if (PQntuples(r) != 1)
+        shoal_err_set(err, SHOAL_ENOTFOUND, "%s '%s' not found", what, id);
+    else if ((j = row(r, 0)) == NULL)
+        shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
+    PQclear(r);
+    return j;
+}
+
+int br_load_reply(struct shoal_req *req, br_load_fn *load, json_t **reply,
+                  struct shoal_err *err)
+{
+    struct br_app *app = br_app_of(req);
+    char id[37];
+
+    if (br_param_uuid(req, "id", id, err) != 0)
+        return -1;
+    PGconn *c = br_db_get(app->db, err);
+    if (c == NULL)
+        return -1;
+    *reply = load(c, br_caller(req)->user_id, id, err);
+    br_db_put(app->db, c);
+    return *reply ? 0 : -1;
 }
 
 json_t *br_time_json(long long t)

@@ -29,7 +29,8 @@ static const struct shoal_config_key config_keys[] = {
     { "session_cache_ttl", "60s", "longest time a session is served from memory (0: no cache)" },
     { "version_cache", "64MiB", "memory for versions and their piece hashes" },
     { "sign_ttl", "7d", "how long a manifest signature (X-Sign) stays valid" },
-    { "threads", "4", "HTTP worker threads" },
+    { "connection_threads", "on", "one thread per connection (fastest file serving); off: an event-loop pool of 'threads'" },
+    { "threads", "4", "HTTP worker threads of the pool (connection_threads off)" },
     { "db_connections", "4", "PostgreSQL connections in the pool" },
     { "max_connections", "1000", "open HTTP connections above which new ones are refused" },
     { "idle_timeout", "30s", "an HTTP connection idle this long is closed" },
@@ -312,6 +313,9 @@ int main(int argc, char **argv)
     raise_fd_limit();
     o.listen = shoal_config_get(cfg, "listen");
     o.threads = (unsigned)threads;
+    if (shoal_config_bool(cfg, "connection_threads", &o.thread_per_connection,
+                          &err) != 0)
+        goto fail;
     o.max_connections = (unsigned)maxc;
     o.idle_timeout = (unsigned)idle;
     o.request_timeout = (unsigned)reqt;

@@ -24,6 +24,23 @@ static int id_arg(int argc, char **argv, char id[37], struct shoal_err *err)
     return 0;
 }
 
+/* One line of ls. */
+static int file_row(const struct pr_ctx *ctx, const json_t *v,
+                    struct shoal_err *err)
+{
+    const char *id = json_string_value(json_object_get(v, "file_id"));
+    const char *dir = json_string_value(json_object_get(v, "path"));
+    const char *name = json_string_value(json_object_get(v, "name"));
+    json_int_t version = json_integer_value(json_object_get(v, "version"));
+    json_int_t size = json_integer_value(json_object_get(v, "size"));
+
+    (void)ctx;
+    return pr_printf(err, "%s  v%-4lld %14lld  %s%s%s\n", id ? id : "?",
+                     (long long)version, (long long)size,
+                     dir ? dir : "", dir && *dir ? "/" : "",
+                     name ? name : "");
+}
+
 int pr_cmd_ls(struct pr_ctx *ctx, int argc, char **argv,
               struct shoal_err *err)
 {
@@ -32,13 +49,10 @@ int pr_cmd_ls(struct pr_ctx *ctx, int argc, char **argv,
         { "share", &share_arg, NULL },
         { NULL, NULL, NULL },
     };
-    json_t *share = NULL;
     json_t *ans = NULL;
     json_t *files;
-    json_t *v;
     char share_id[37];
     char path[80];
-    size_t i;
     int n;
     int rc = -1;
 
@@ -47,7 +61,7 @@ int pr_cmd_ls(struct pr_ctx *ctx, int argc, char **argv,
         return n;
     if (n > 0)
         return pr_usage_err(err, "unexpected argument '%s'", argv[1]);
-    if (pr_share_find(ctx, share_arg, 0, &share, err) < 0) {
+    if (pr_share_find(ctx, share_arg, 0, NULL, share_id, err) < 0) {
         if (share_arg || !err || err->code != SHOAL_ENOTFOUND)
             return -1;
         /* no default share yet: nothing stored */
@@ -55,10 +69,6 @@ int pr_cmd_ls(struct pr_ctx *ctx, int argc, char **argv,
         if (!ans)
             return shoal_err_set(err, SHOAL_EIO, "out of memory");
     } else {
-        if (shoal_json_uuid(share, "share_id", share_id, err) < 0) {
-            pr_err_answer(err, "GET /v1/shares");
-            goto out;
-        }
         snprintf(path, sizeof(path), "/v1/files?share=%s", share_id);
         if (pr_call(ctx, "GET", path, NULL, &ans, err) < 0)
             goto out;
@@ -67,51 +77,36 @@ int pr_cmd_ls(struct pr_ctx *ctx, int argc, char **argv,
         pr_err_answer(err, "GET /v1/files");
         goto out;
     }
-    if (ctx->json) {
-        rc = pr_json_print(ans, err);
-        goto out;
-    }
-    rc = 0;
-    json_array_foreach(files, i, v) {
-        const char *id = json_string_value(json_object_get(v, "file_id"));
-        const char *dir = json_string_value(json_object_get(v, "path"));
-        const char *name = json_string_value(json_object_get(v, "name"));
-        json_int_t version = json_integer_value(json_object_get(v, "version"));
-        json_int_t size = json_integer_value(json_object_get(v, "size"));
-
-        rc = pr_printf(err, "%s  v%-4lld %14lld  %s%s%s\n", id ? id : "?",
-                       (long long)version, (long long)size,
-                       dir ? dir : "", dir && *dir ? "/" : "",
-                       name ? name : "");
-        if (rc < 0)
-            break;
-    }
+    rc = pr_list_print(ctx, ans, files, file_row, err);
 out:
     json_decref(ans);
-    json_decref(share);
     return rc;
 }
 
 int pr_cmd_rm(struct pr_ctx *ctx, int argc, char **argv,
               struct shoal_err *err)
 {
-    json_t *ans = NULL;
     char id[37];
-    char path[64];
     int rc;
 
     rc = id_arg(argc, argv, id, err);
     if (rc < 0)
         return rc;
-    snprintf(path, sizeof(path), "/v1/files/%s", id);
-    if (pr_call(ctx, "DELETE", path, NULL, &ans, err) < 0)
-        return -1;
-    if (ctx->json)
-        rc = pr_json_print(ans, err);
-    else
-        rc = pr_printf(err, "deleted file %s\n", id);
-    json_decref(ans);
-    return rc;
+    return pr_delete(ctx, "file", id, err);
+}
+
+/* One line of versions. */
+static int version_row(const struct pr_ctx *ctx, const json_t *v,
+                       struct shoal_err *err)
+{
+    const char *root = json_string_value(json_object_get(v, "root"));
+    const char *at = json_string_value(json_object_get(v, "created_at"));
+    json_int_t version = json_integer_value(json_object_get(v, "version"));
+    json_int_t size = json_integer_value(json_object_get(v, "size"));
+
+    (void)ctx;
+    return pr_printf(err, "v%-4lld %14lld  %s  %s\n", (long long)version,
+                     (long long)size, at ? at : "?", root ? root : "?");
 }
 
 int pr_cmd_versions(struct pr_ctx *ctx, int argc, char **argv,
@@ -119,40 +114,18 @@ int pr_cmd_versions(struct pr_ctx *ctx, int argc, char **argv,
 {
     json_t *ans = NULL;
     json_t *list;
-    json_t *v;
     char id[37];
     char path[80];
-    size_t i;
     int rc;
 
     rc = id_arg(argc, argv, id, err);
     if (rc < 0)
         return rc;
     snprintf(path, sizeof(path), "/v1/files/%s/versions", id);
-    if (pr_call(ctx, "GET", path, NULL, &ans, err) < 0)
+    if (pr_call_array(ctx, "GET", path, NULL, "versions",
+                      "GET /v1/files/{id}/versions", &ans, &list, err) < 0)
         return -1;
-    if (shoal_json_array(ans, "versions", &list, err) < 0) {
-        json_decref(ans);
-        return pr_err_answer(err, "GET /v1/files/{id}/versions");
-    }
-    if (ctx->json) {
-        rc = pr_json_print(ans, err);
-    } else {
-        json_array_foreach(list, i, v) {
-            const char *root = json_string_value(json_object_get(v, "root"));
-            const char *at = json_string_value(json_object_get(v,
-                                                               "created_at"));
-
-            rc = pr_printf(err, "v%-4lld %14lld  %s  %s\n",
-                           (long long)json_integer_value(
-                               json_object_get(v, "version")),
-                           (long long)json_integer_value(
-                               json_object_get(v, "size")),
-                           at ? at : "?", root ? root : "?");
-            if (rc < 0)
-                break;
-        }
-    }
+    rc = pr_list_print(ctx, ans, list, version_row, err);
     json_decref(ans);
     return rc;
 }

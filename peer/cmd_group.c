@@ -16,58 +16,74 @@
 static int groups_list(struct pr_ctx *ctx, json_t **ans, json_t **list,
                        struct shoal_err *err)
 {
-    if (pr_call(ctx, "GET", "/v1/groups", NULL, ans, err) < 0)
-        return -1;
-    if (shoal_json_array(*ans, "groups", list, err) < 0) {
-        json_decref(*ans);
-        *ans = NULL;
-        return pr_err_answer(err, "GET /v1/groups");
-    }
-    return 0;
+    return pr_call_array(ctx, "GET", "/v1/groups", NULL, "groups",
+                         "GET /v1/groups", ans, list, err);
 }
 
-int pr_group_find(struct pr_ctx *ctx, const char *arg, json_t **group,
-                  struct shoal_err *err)
+/* The group named name among the groups the caller sees (a new reference
+ * in *found): its own first, else the one it is a member of. */
+static int group_by_name(struct pr_ctx *ctx, const char *name,
+                         json_t **found, struct shoal_err *err)
 {
     json_t *ans = NULL;
     json_t *list;
     json_t *other = NULL;
     json_t *v;
-    char id[37];
-    char path[64];
     size_t i;
     int others = 0;
 
-    *group = NULL;
-    if (shoal_uuid_normalize(arg, id, "group", NULL) == 0) {
-        snprintf(path, sizeof(path), "/v1/groups/%s", id);
-        return pr_call(ctx, "GET", path, NULL, group, err);
-    }
     if (groups_list(ctx, &ans, &list, err) < 0)
         return -1;
     json_array_foreach(list, i, v) {
         const char *n = json_string_value(json_object_get(v, "name"));
         const char *o = json_string_value(json_object_get(v, "owner_id"));
 
-        if (!n || strcmp(n, arg) != 0)
+        if (!n || strcmp(n, name) != 0)
             continue;
         if (o && strcasecmp(o, ctx->id->user_id) == 0) {
-            *group = json_incref(v);
+            *found = json_incref(v);
             break;
         }
         other = v;
         others++;
     }
-    if (!*group && others == 1)
-        *group = json_incref(other);
+    if (!*found && others == 1)
+        *found = json_incref(other);
     json_decref(ans);
-    if (*group)
+    if (*found)
         return 0;
     if (others > 1)
         return shoal_err_set(err, SHOAL_EINVAL, "%d groups named '%s' have "
                              "you as a member: give the group id", others,
-                             arg);
-    return shoal_err_set(err, SHOAL_ENOTFOUND, "no group named '%s'", arg);
+                             name);
+    return shoal_err_set(err, SHOAL_ENOTFOUND, "no group named '%s'", name);
+}
+
+int pr_group_find(struct pr_ctx *ctx, const char *arg, json_t **group,
+                  char id[37], struct shoal_err *err)
+{
+    const char *what = "GET /v1/groups";
+    json_t *found = NULL;
+    char norm[37];
+    char path[64];
+    int rc;
+
+    if (group)
+        *group = NULL;
+    if (shoal_uuid_normalize(arg, norm, "group", NULL) == 0) {
+        what = "GET /v1/groups/{id}";
+        snprintf(path, sizeof(path), "/v1/groups/%s", norm);
+        rc = pr_call(ctx, "GET", path, NULL, &found, err);
+    } else {
+        rc = group_by_name(ctx, arg, &found, err);
+    }
+    if (rc == 0 && id && shoal_json_uuid(found, "group_id", id, err) < 0)
+        rc = pr_err_answer(err, what);
+    if (rc == 0 && group)
+        *group = found;
+    else
+        json_decref(found);
+    return rc;
 }
 
 /* Append the user ids argv[first..argc-1] to members (lowercase). */
@@ -143,35 +159,23 @@ static int group_members_change(struct pr_ctx *ctx, int argc, char **argv,
     if (rc < 0)
         goto out;
     rc = -1;
-    if (pr_group_find(ctx, argv[2], &group, err) < 0)
+    if (pr_group_find(ctx, argv[2], &group, id, err) < 0)
         goto out;
-    if (shoal_json_uuid(group, "group_id", id, err) < 0 ||
-        shoal_json_array(group, "members", &members, err) < 0) {
+    if (shoal_json_array(group, "members", &members, err) < 0) {
         pr_err_answer(err, "GET /v1/groups/{id}");
         goto out;
     }
     json_array_foreach(change, i, v) {
         const char *user = json_string_value(v);
-        size_t j;
-        json_t *m;
-        int found = 0;
+        int changed = pr_ids_edit(members, user, remove);
 
-        json_array_foreach(members, j, m) {
-            const char *s = json_string_value(m);
-            if (s && strcasecmp(s, user) == 0) {
-                found = 1;
-                if (remove)
-                    json_array_remove(members, j);
-                break;
-            }
-        }
-        if (remove && !found) {
-            shoal_err_set(err, SHOAL_ENOTFOUND, "user '%s' is not a member "
-                          "of group '%s'", user, argv[2]);
+        if (changed < 0) {
+            shoal_err_set(err, SHOAL_EIO, "out of memory");
             goto out;
         }
-        if (!remove && !found && json_array_append(members, v) < 0) {
-            shoal_err_set(err, SHOAL_EIO, "out of memory");
+        if (remove && !changed) {
+            shoal_err_set(err, SHOAL_ENOTFOUND, "user '%s' is not a member "
+                          "of group '%s'", user, argv[2]);
             goto out;
         }
     }
@@ -205,36 +209,32 @@ static int group_cmd_rm(struct pr_ctx *ctx, int argc, char **argv,
     return group_members_change(ctx, argc, argv, 1, err);
 }
 
+/* One line of group ls. */
+static int group_row(const struct pr_ctx *ctx, const json_t *v,
+                     struct shoal_err *err)
+{
+    const char *id = json_string_value(json_object_get(v, "group_id"));
+    const char *name = json_string_value(json_object_get(v, "name"));
+    const char *owner = json_string_value(json_object_get(v, "owner_id"));
+    size_t members = json_array_size(json_object_get(v, "members"));
+
+    return pr_printf(err, "%s  %-6s %5zu members  %s\n", id ? id : "?",
+                     owner && strcasecmp(owner, ctx->id->user_id) == 0 ?
+                     "owner" : "member", members, name ? name : "");
+}
+
 static int group_cmd_ls(struct pr_ctx *ctx, int argc, char **argv,
                         struct shoal_err *err)
 {
     json_t *ans = NULL;
     json_t *list;
-    json_t *v;
-    size_t i;
-    int rc = 0;
+    int rc;
 
     if (argc > 2)
         return pr_usage_err(err, "unexpected argument '%s'", argv[2]);
     if (groups_list(ctx, &ans, &list, err) < 0)
         return -1;
-    if (ctx->json) {
-        rc = pr_json_print(ans, err);
-    } else {
-        json_array_foreach(list, i, v) {
-            const char *id = json_string_value(json_object_get(v, "group_id"));
-            const char *name = json_string_value(json_object_get(v, "name"));
-            const char *owner = json_string_value(json_object_get(v,
-                                                                  "owner_id"));
-            size_t members = json_array_size(json_object_get(v, "members"));
-
-            rc = pr_printf(err, "%s  %-6s %5zu members  %s\n", id ? id : "?",
-                           owner && strcasecmp(owner, ctx->id->user_id) == 0 ?
-                           "owner" : "member", members, name ? name : "");
-            if (rc < 0)
-                break;
-        }
-    }
+    rc = pr_list_print(ctx, ans, list, group_row, err);
     json_decref(ans);
     return rc;
 }
@@ -242,60 +242,28 @@ static int group_cmd_ls(struct pr_ctx *ctx, int argc, char **argv,
 static int group_cmd_delete(struct pr_ctx *ctx, int argc, char **argv,
                             struct shoal_err *err)
 {
-    json_t *group = NULL;
-    json_t *ans = NULL;
     char id[37];
-    char path[64];
-    int rc = -1;
 
     if (argc < 3)
         return pr_usage_err(err, "'group delete' needs a GROUP");
     if (argc > 3)
         return pr_usage_err(err, "unexpected argument '%s'", argv[3]);
-    if (pr_group_find(ctx, argv[2], &group, err) < 0)
+    if (pr_group_find(ctx, argv[2], NULL, id, err) < 0)
         return -1;
-    if (shoal_json_uuid(group, "group_id", id, err) < 0) {
-        pr_err_answer(err, "GET /v1/groups");
-        goto out;
-    }
-    snprintf(path, sizeof(path), "/v1/groups/%s", id);
-    if (pr_call(ctx, "DELETE", path, NULL, &ans, err) < 0)
-        goto out;
-    if (ctx->json)
-        rc = pr_json_print(ans, err);
-    else
-        rc = pr_printf(err, "deleted group %s\n", id);
-out:
-    json_decref(ans);
-    json_decref(group);
-    return rc;
+    return pr_delete(ctx, "group", id, err);
 }
 
-static const struct {
-    const char *name;
-    pr_cmd_fn fn;
-} subcommands[] = {
+static const struct pr_subcmd subcommands[] = {
     { "create", group_cmd_create },
     { "add", group_cmd_add },
     { "rm", group_cmd_rm },
     { "ls", group_cmd_ls },
     { "delete", group_cmd_delete },
+    { NULL, NULL },
 };
 
 int pr_cmd_group(struct pr_ctx *ctx, int argc, char **argv,
                  struct shoal_err *err)
 {
-    size_t i;
-    int n;
-
-    n = pr_opts_parse(NULL, argc, argv, err);
-    if (n < 0)
-        return n;
-    if (n == 0)
-        return pr_usage_err(err, "'group' needs a subcommand: create, add, "
-                            "rm, ls or delete");
-    for (i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        if (strcmp(argv[1], subcommands[i].name) == 0)
-            return subcommands[i].fn(ctx, n + 1, argv, err);
-    return pr_usage_err(err, "unknown subcommand 'group %s'", argv[1]);
+    return pr_subcmd_run(ctx, subcommands, argc, argv, err);
 }

@@ -82,12 +82,9 @@ static int file_lookup(struct pr_ctx *ctx, const char *share_id,
 
     *file = NULL;
     snprintf(url, sizeof(url), "/v1/files?share=%s", share_id);
-    if (pr_call(ctx, "GET", url, NULL, &ans, err) < 0)
+    if (pr_call_array(ctx, "GET", url, NULL, "files", "GET /v1/files", &ans,
+                      &files, err) < 0)
         return -1;
-    if (shoal_json_array(ans, "files", &files, err) < 0) {
-        json_decref(ans);
-        return pr_err_answer(err, "GET /v1/files");
-    }
     json_array_foreach(files, i, v) {
         const char *p = json_string_value(json_object_get(v, "path"));
         const char *n = json_string_value(json_object_get(v, "name"));
@@ -270,7 +267,6 @@ int pr_cmd_put(struct pr_ctx *ctx, int argc, char **argv,
     struct pr_progress *progress = NULL;
     struct pr_xfer x;
     struct stat st;
-    json_t *share = NULL;
     json_t *old = NULL;
     json_t *file = NULL;
     json_t *body = NULL;
@@ -336,12 +332,8 @@ int pr_cmd_put(struct pr_ctx *ctx, int argc, char **argv,
     a.name = json_string_value(jname);
 
     /* where it goes, and what is there already */
-    if (pr_share_find(ctx, a.share, 1, &share, err) < 0)
+    if (pr_share_find(ctx, a.share, 1, NULL, share_id, err) < 0)
         goto out;
-    if (shoal_json_uuid(share, "share_id", share_id, err) < 0) {
-        pr_err_answer(err, "GET /v1/shares");
-        goto out;
-    }
     if (file_lookup(ctx, share_id, a.path, a.name, &old, err) < 0)
         goto out;
     if (old && file_fields(old, "GET /v1/files", id, &fversion, &fsize,
@@ -491,6 +483,5 @@ out:
     json_decref(jname);
     json_decref(file);
     json_decref(old);
-    json_decref(share);
     return rc;
 }

@@ -51,11 +51,10 @@ int pr_cmd_sessions(struct pr_ctx *ctx, int argc, char **argv,
     rc = pr_opts_none(argc, argv, err);
     if (rc < 0)
         return rc;
-    if (pr_call(ctx, "GET", "/v1/sessions", NULL, &ans, err) < 0)
+    if (pr_call_array(ctx, "GET", "/v1/sessions", NULL, "sessions",
+                      "GET /v1/sessions", &ans, &list, err) < 0)
         return -1;
-    if (shoal_json_array(ans, "sessions", &list, err) < 0)
-        rc = pr_err_answer(err, "GET /v1/sessions");
-    else if (ctx->json)
+    if (ctx->json)
         rc = pr_json_print(ans, err);
     else
         rc = print_table(ctx, list, err);

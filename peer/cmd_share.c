@@ -17,14 +17,8 @@
 static int shares_list(struct pr_ctx *ctx, json_t **ans, json_t **list,
                        struct shoal_err *err)
 {
-    if (pr_call(ctx, "GET", "/v1/shares", NULL, ans, err) < 0)
-        return -1;
-    if (shoal_json_array(*ans, "shares", list, err) < 0) {
-        json_decref(*ans);
-        *ans = NULL;
-        return pr_err_answer(err, "GET /v1/shares");
-    }
-    return 0;
+    return pr_call_array(ctx, "GET", "/v1/shares", NULL, "shares",
+                         "GET /v1/shares", ans, list, err);
 }
 
 static int share_create(struct pr_ctx *ctx, const char *name, json_t **share,
@@ -81,41 +75,48 @@ static int share_by_name(struct pr_ctx *ctx, json_t *list, const char *name,
 }
 
 int pr_share_find(struct pr_ctx *ctx, const char *arg, int create,
-                  json_t **share, struct shoal_err *err)
+                  json_t **share, char id[37], struct shoal_err *err)
 {
     const char *name = arg ? arg : PR_SHARE_DEFAULT;
+    const char *what = "GET /v1/shares";
     json_t *ans = NULL;
     json_t *list;
-    char id[37];
+    json_t *found = NULL;
+    char norm[37];
     char path[64];
     int rc = -1;
 
-    *share = NULL;
-    if (arg && shoal_uuid_normalize(arg, id, "share", NULL) == 0) {
-        snprintf(path, sizeof(path), "/v1/shares/%s", id);
-        return pr_call(ctx, "GET", path, NULL, share, err);
+    if (share)
+        *share = NULL;
+    if (arg && shoal_uuid_normalize(arg, norm, "share", NULL) == 0) {
+        what = "GET /v1/shares/{id}";
+        snprintf(path, sizeof(path), "/v1/shares/%s", norm);
+        rc = pr_call(ctx, "GET", path, NULL, &found, err);
+        goto out;
     }
     if (!*name)
         return pr_usage_err(err, "share name is empty");
     if (shares_list(ctx, &ans, &list, err) < 0)
         return -1;
-    if (share_by_name(ctx, list, name, arg == NULL, share, err) < 0)
+    if (share_by_name(ctx, list, name, arg == NULL, &found, err) < 0)
         goto out;
-    if (!*share && !arg && create) {
-        rc = share_create(ctx, name, share, err);
+    if (!found && !arg && create) {
+        what = "POST /v1/shares";
+        rc = share_create(ctx, name, &found, err);
         if (rc < 0 && err && err->code == SHOAL_EEXISTS) {
             /* made by a put running beside this one */
+            what = "GET /v1/shares";
             json_decref(ans);
             ans = NULL;
             rc = -1;
             if (shares_list(ctx, &ans, &list, err) < 0 ||
-                share_by_name(ctx, list, name, 1, share, err) < 0)
+                share_by_name(ctx, list, name, 1, &found, err) < 0)
                 goto out;
-            rc = *share ? 0 : -1;
+            rc = found ? 0 : -1;
         }
         goto out;
     }
-    if (!*share) {
+    if (!found) {
         if (arg)
             shoal_err_set(err, SHOAL_ENOTFOUND, "no share named '%s'", name);
         else
@@ -126,6 +127,12 @@ int pr_share_find(struct pr_ctx *ctx, const char *arg, int create,
     rc = 0;
 out:
     json_decref(ans);
+    if (rc == 0 && id && shoal_json_uuid(found, "share_id", id, err) < 0)
+        rc = pr_err_answer(err, what);
+    if (rc == 0 && share)
+        *share = found;
+    else
+        json_decref(found);
     return rc;
 }
 
@@ -152,56 +159,41 @@ static int share_cmd_create(struct pr_ctx *ctx, int argc, char **argv,
     return rc;
 }
 
+/* One line of share ls. */
+static int share_row(const struct pr_ctx *ctx, const json_t *v,
+                     struct shoal_err *err)
+{
+    const char *id = json_string_value(json_object_get(v, "share_id"));
+    const char *access = json_string_value(json_object_get(v, "access"));
+    const char *name = json_string_value(json_object_get(v, "name"));
+    json_int_t used = json_integer_value(json_object_get(v, "used"));
+
+    (void)ctx;
+    return pr_printf(err, "%s  %-5s  %12lld  %s\n", id ? id : "?",
+                     access ? access : "?", (long long)used,
+                     name ? name : "");
+}
+
 static int share_cmd_ls(struct pr_ctx *ctx, int argc, char **argv,
                         struct shoal_err *err)
 {
     json_t *ans = NULL;
     json_t *list;
-    json_t *v;
-    size_t i;
-    int rc = 0;
+    int rc;
 
     if (argc > 2)
         return pr_usage_err(err, "unexpected argument '%s'", argv[2]);
     if (shares_list(ctx, &ans, &list, err) < 0)
         return -1;
-    if (ctx->json) {
-        rc = pr_json_print(ans, err);
-    } else {
-        json_array_foreach(list, i, v) {
-            const char *id = json_string_value(json_object_get(v, "share_id"));
-            const char *access = json_string_value(json_object_get(v,
-                                                                   "access"));
-            const char *name = json_string_value(json_object_get(v, "name"));
-            json_int_t used = json_integer_value(json_object_get(v, "used"));
-
-            rc = pr_printf(err, "%s  %-5s  %12lld  %s\n", id ? id : "?",
-                           access ? access : "?", (long long)used,
-                           name ? name : "");
-            if (rc < 0)
-                break;
-        }
-    }
+    rc = pr_list_print(ctx, ans, list, share_row, err);
     json_decref(ans);
     return rc;
 }
 
-/* Remove id from the array at acl[perm][kind]; 1 when it was there. */
-static int acl_remove(json_t *acl, const char *perm, const char *kind,
-                      const char *id)
+/* The array of ids at acl[perm][kind] (borrowed; NULL when missing). */
+static json_t *acl_list(json_t *acl, const char *perm, const char *kind)
 {
-    json_t *list = json_object_get(json_object_get(acl, perm), kind);
-    json_t *v;
-    size_t i;
-
-    json_array_foreach(list, i, v) {
-        const char *s = json_string_value(v);
-        if (s && strcasecmp(s, id) == 0) {
-            json_array_remove(list, i);
-            return 1;
-        }
-    }
-    return 0;
+    return json_object_get(json_object_get(acl, perm), kind);
 }
 
 /*
@@ -212,13 +204,11 @@ static int acl_remove(json_t *acl, const char *perm, const char *kind,
 static int grantee_find(struct pr_ctx *ctx, const char *arg,
                         const char **kind, char id[37], struct shoal_err *err)
 {
-    json_t *group = NULL;
     struct shoal_err gerr;
 
     if (shoal_uuid_normalize(arg, id, "grantee", NULL) == 0) {
         shoal_err_clear(&gerr);
-        if (pr_group_find(ctx, id, &group, &gerr) == 0) {
-            json_decref(group);
+        if (pr_group_find(ctx, id, NULL, NULL, &gerr) == 0) {
             *kind = "groups";
             return 0;
         }
@@ -230,13 +220,8 @@ static int grantee_find(struct pr_ctx *ctx, const char *arg,
         *kind = "users";
         return 0;
     }
-    if (pr_group_find(ctx, arg, &group, err) < 0)
+    if (pr_group_find(ctx, arg, NULL, id, err) < 0)
         return -1;
-    if (shoal_json_uuid(group, "group_id", id, err) < 0) {
-        json_decref(group);
-        return pr_err_answer(err, "GET /v1/groups");
-    }
-    json_decref(group);
     *kind = "groups";
     return 0;
 }
@@ -261,12 +246,8 @@ static int share_acl_change(struct pr_ctx *ctx, int argc, char **argv,
                             "GROUP", argv[1]);
     if (argc > 4)
         return pr_usage_err(err, "unexpected argument '%s'", argv[4]);
-    if (pr_share_find(ctx, argv[2], 0, &share, err) < 0)
+    if (pr_share_find(ctx, argv[2], 0, &share, share_id, err) < 0)
         return -1;
-    if (shoal_json_uuid(share, "share_id", share_id, err) < 0) {
-        pr_err_answer(err, "GET /v1/shares");
-        goto out;
-    }
     name = json_string_value(json_object_get(share, "name"));
     acl = json_object_get(share, "acl");
     if (!json_is_object(acl)) {
@@ -276,8 +257,8 @@ static int share_acl_change(struct pr_ctx *ctx, int argc, char **argv,
     }
     if (grantee_find(ctx, argv[3], &kind, id, err) < 0)
         goto out;
-    had = acl_remove(acl, "read", kind, id);
-    had |= acl_remove(acl, "write", kind, id);
+    had = pr_ids_edit(acl_list(acl, "read", kind), id, 1);
+    had |= pr_ids_edit(acl_list(acl, "write", kind), id, 1);
     if (write < 0 && !had) {
         shoal_err_set(err, SHOAL_ENOTFOUND, "%s '%s' has no access to share "
                       "'%s'", kind[0] == 'u' ? "user" : "group", id,
@@ -285,9 +266,7 @@ static int share_acl_change(struct pr_ctx *ctx, int argc, char **argv,
         goto out;
     }
     if (write >= 0 &&
-        json_array_append_new(json_object_get(json_object_get(acl, write ?
-                                                              "write" : "read"),
-                                              kind), json_string(id)) < 0) {
+        pr_ids_edit(acl_list(acl, write ? "write" : "read", kind), id, 0) < 0) {
         shoal_err_set(err, SHOAL_EPROTO, "share '%s' has a malformed acl",
                       share_id);
         goto out;
@@ -335,65 +314,47 @@ static int share_cmd_revoke(struct pr_ctx *ctx, int argc, char **argv,
 static int share_cmd_delete(struct pr_ctx *ctx, int argc, char **argv,
                             struct shoal_err *err)
 {
-    json_t *share = NULL;
-    json_t *ans = NULL;
     char id[37];
-    char path[64];
-    int rc = -1;
 
     if (argc < 3)
         return pr_usage_err(err, "'share delete' needs a SHARE");
     if (argc > 3)
         return pr_usage_err(err, "unexpected argument '%s'", argv[3]);
-    if (pr_share_find(ctx, argv[2], 0, &share, err) < 0)
+    if (pr_share_find(ctx, argv[2], 0, NULL, id, err) < 0)
         return -1;
-    if (shoal_json_uuid(share, "share_id", id, err) < 0) {
-        pr_err_answer(err, "GET /v1/shares");
-        goto out;
-    }
-    snprintf(path, sizeof(path), "/v1/shares/%s", id);
-    if (pr_call(ctx, "DELETE", path, NULL, &ans, err) < 0)
-        goto out;
-    if (ctx->json)
-        rc = pr_json_print(ans, err);
-    else
-        rc = pr_printf(err, "deleted share %s\n", id);
-out:
-    json_decref(ans);
-    json_decref(share);
-    return rc;
+    return pr_delete(ctx, "share", id, err);
 }
 
-static const struct {
-    const char *name;
-    pr_cmd_fn fn;
-} subcommands[] = {
+/* grant parses options of its own: the options are parsed past the
+ * subcommand here, not by pr_subcmd_run. */
+static const struct pr_subcmd subcommands[] = {
     { "create", share_cmd_create },
     { "ls", share_cmd_ls },
     { "grant", share_cmd_grant },
     { "revoke", share_cmd_revoke },
     { "delete", share_cmd_delete },
+    { NULL, NULL },
 };
 
 int pr_cmd_share(struct pr_ctx *ctx, int argc, char **argv,
                  struct shoal_err *err)
 {
-    size_t i;
+    const struct pr_subcmd *t;
 
     /* "grant" has an option of its own: parse past the subcommand */
     if (argc < 2 || argv[1][0] == '-')
         return pr_usage_err(err, "'share' needs a subcommand: create, ls, "
                             "grant, revoke or delete");
-    for (i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
-        if (strcmp(argv[1], subcommands[i].name) != 0)
+    for (t = subcommands; t->name; t++) {
+        if (strcmp(argv[1], t->name) != 0)
             continue;
-        if (subcommands[i].fn != share_cmd_grant) {
+        if (t->fn != share_cmd_grant) {
             int n = pr_opts_parse(NULL, argc - 1, argv + 1, err);
             if (n < 0)
                 return n;
             argc = n + 2;
         }
-        return subcommands[i].fn(ctx, argc, argv, err);
+        return t->fn(ctx, argc, argv, err);
     }
     return pr_usage_err(err, "unknown subcommand 'share %s'", argv[1]);
 }

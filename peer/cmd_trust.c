@@ -17,14 +17,8 @@ static int trusted_get(struct pr_ctx *ctx, json_t **ans, json_t **ids,
     char path[80];
 
     snprintf(path, sizeof(path), "/v1/users/%s/trusted", ctx->id->user_id);
-    if (pr_call(ctx, "GET", path, NULL, ans, err) < 0)
-        return -1;
-    if (shoal_json_array(*ans, "user_ids", ids, err) < 0) {
-        json_decref(*ans);
-        *ans = NULL;
-        return pr_err_answer(err, "GET /v1/users/{id}/trusted");
-    }
-    return 0;
+    return pr_call_array(ctx, "GET", path, NULL, "user_ids",
+                         "GET /v1/users/{id}/trusted", ans, ids, err);
 }
 
 /* Replace the trusted list with ids (borrowed); *ans as trusted_get. */
@@ -40,28 +34,10 @@ static int trusted_put(struct pr_ctx *ctx, json_t *ids, json_t **ans,
     if (!body)
         return shoal_err_set(err, SHOAL_EIO, "out of memory");
     snprintf(path, sizeof(path), "/v1/users/%s/trusted", ctx->id->user_id);
-    rc = pr_call(ctx, "PUT", path, body, ans, err);
+    rc = pr_call_array(ctx, "PUT", path, body, "user_ids",
+                       "PUT /v1/users/{id}/trusted", ans, &list, err);
     json_decref(body);
-    if (rc == 0 && shoal_json_array(*ans, "user_ids", &list, err) < 0) {
-        json_decref(*ans);
-        *ans = NULL;
-        rc = pr_err_answer(err, "PUT /v1/users/{id}/trusted");
-    }
     return rc;
-}
-
-/* Index of user id in ids, or -1. */
-static int find_id(const json_t *ids, const char *user)
-{
-    const json_t *v;
-    size_t i;
-
-    json_array_foreach(ids, i, v) {
-        const char *s = json_string_value(v);
-        if (s && strcasecmp(s, user) == 0)
-            return (int)i;
-    }
-    return -1;
 }
 
 /* Print the answer: JSON as it is, or "<line> <user>". */
@@ -71,9 +47,7 @@ static int print_result(const struct pr_ctx *ctx, const json_t *ans,
 {
     if (ctx->json)
         return pr_json_print(ans, err);
-    if (printf("%s %s\n", line, user) < 0)
-        return shoal_err_set(err, SHOAL_EIO, "cannot write to stdout");
-    return 0;
+    return pr_printf(err, "%s %s\n", line, user);
 }
 
 /* The USER_ID argument of add and rm, in lowercase, into user. */
@@ -89,13 +63,15 @@ static int user_arg(int argc, char **argv, char user[37],
     return 0;
 }
 
-static int trust_add(struct pr_ctx *ctx, int argc, char **argv,
-                     struct shoal_err *err)
+/* add (remove 0) or rm (remove 1) USER_ID. */
+static int trust_change(struct pr_ctx *ctx, int argc, char **argv,
+                        int remove, struct shoal_err *err)
 {
     json_t *ans = NULL;
     json_t *put = NULL;
     json_t *ids;
     char user[37];
+    int changed;
     int rc;
 
     rc = user_arg(argc, argv, user, err);
@@ -103,53 +79,50 @@ static int trust_add(struct pr_ctx *ctx, int argc, char **argv,
         return rc;
     if (trusted_get(ctx, &ans, &ids, err) < 0)
         return -1;
-    if (find_id(ids, user) >= 0) {
+    rc = -1;
+    changed = pr_ids_edit(ids, user, remove);
+    if (changed == 0 && !remove) {
         rc = print_result(ctx, ans, "already trusting user", user, err);
         goto out;
     }
-    rc = -1;
-    if (json_array_append_new(ids, json_string(user)) < 0) {
+    if (changed == 0) {
+        shoal_err_set(err, SHOAL_ENOTFOUND, "user '%s' is not trusted", user);
+        goto out;
+    }
+    if (changed < 0) {
         shoal_err_set(err, SHOAL_EIO, "out of memory");
         goto out;
     }
     if (trusted_put(ctx, ids, &put, err) < 0)
         goto out;
-    rc = print_result(ctx, put, "trusting user", user, err);
+    rc = print_result(ctx, put, remove ? "no longer trusting user" :
+                      "trusting user", user, err);
 out:
     json_decref(put);
     json_decref(ans);
     return rc;
 }
 
+static int trust_add(struct pr_ctx *ctx, int argc, char **argv,
+                     struct shoal_err *err)
+{
+    return trust_change(ctx, argc, argv, 0, err);
+}
+
 static int trust_rm(struct pr_ctx *ctx, int argc, char **argv,
                     struct shoal_err *err)
 {
-    json_t *ans = NULL;
-    json_t *put = NULL;
-    json_t *ids;
-    char user[37];
-    int i;
-    int rc;
+    return trust_change(ctx, argc, argv, 1, err);
+}
 
-    rc = user_arg(argc, argv, user, err);
-    if (rc < 0)
-        return rc;
-    if (trusted_get(ctx, &ans, &ids, err) < 0)
-        return -1;
-    rc = -1;
-    i = find_id(ids, user);
-    if (i < 0) {
-        shoal_err_set(err, SHOAL_ENOTFOUND, "user '%s' is not trusted", user);
-        goto out;
-    }
-    json_array_remove(ids, (size_t)i);
-    if (trusted_put(ctx, ids, &put, err) < 0)
-        goto out;
-    rc = print_result(ctx, put, "no longer trusting user", user, err);
-out:
-    json_decref(put);
-    json_decref(ans);
-    return rc;
+/* One line of trust ls: the user id. */
+static int trusted_row(const struct pr_ctx *ctx, const json_t *v,
+                       struct shoal_err *err)
+{
+    const char *s = json_string_value(v);
+
+    (void)ctx;
+    return s ? pr_printf(err, "%s\n", s) : 0;
 }
 
 static int trust_ls(struct pr_ctx *ctx, int argc, char **argv,
@@ -157,51 +130,26 @@ static int trust_ls(struct pr_ctx *ctx, int argc, char **argv,
 {
     json_t *ans = NULL;
     json_t *ids;
-    json_t *v;
-    size_t i;
-    int rc = 0;
+    int rc;
 
     if (argc > 2)
         return pr_usage_err(err, "unexpected argument '%s'", argv[2]);
     if (trusted_get(ctx, &ans, &ids, err) < 0)
         return -1;
-    if (ctx->json) {
-        rc = pr_json_print(ans, err);
-    } else {
-        json_array_foreach(ids, i, v) {
-            const char *s = json_string_value(v);
-            if (s && printf("%s\n", s) < 0) {
-                rc = shoal_err_set(err, SHOAL_EIO, "cannot write to stdout");
-                break;
-            }
-        }
-    }
+    rc = pr_list_print(ctx, ans, ids, trusted_row, err);
     json_decref(ans);
     return rc;
 }
 
-static const struct {
-    const char *name;
-    pr_cmd_fn fn;
-} subcommands[] = {
+static const struct pr_subcmd subcommands[] = {
     { "add", trust_add },
     { "rm", trust_rm },
     { "ls", trust_ls },
+    { NULL, NULL },
 };
 
 int pr_cmd_trust(struct pr_ctx *ctx, int argc, char **argv,
                  struct shoal_err *err)
 {
-    size_t i;
-    int n;
-
-    n = pr_opts_parse(NULL, argc, argv, err);
-    if (n < 0)
-        return n;
-    if (n == 0)
-        return pr_usage_err(err, "'trust' needs a subcommand: add, rm or ls");
-    for (i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        if (strcmp(argv[1], subcommands[i].name) == 0)
-            return subcommands[i].fn(ctx, n + 1, argv, err);
-    return pr_usage_err(err, "unknown subcommand 'trust %s'", argv[1]);
+    return pr_subcmd_run(ctx, subcommands, argc, argv, err);
 }

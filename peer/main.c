@@ -149,6 +149,20 @@ int pr_json_print(const json_t *v, struct shoal_err *err)
     return 0;
 }
 
+int pr_list_print(const struct pr_ctx *ctx, const json_t *ans,
+                  const json_t *list, pr_row_fn *row, struct shoal_err *err)
+{
+    const json_t *v;
+    size_t i;
+
+    if (ctx->json)
+        return pr_json_print(ans, err);
+    json_array_foreach(list, i, v)
+        if (row(ctx, v, err) < 0)
+            return -1;
+    return 0;
+}
+
 int pr_printf(struct shoal_err *err, const char *fmt, ...)
 {
     va_list ap;

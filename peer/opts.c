@@ -1,6 +1,6 @@
 /*
  * opts.c - the options of a command: --name VALUE, --name=VALUE, --switch,
- * and one-letter ones: -j VALUE, -jVALUE, -f.
+ * and one-letter ones: -j VALUE, -jVALUE, -f; and picking a subcommand.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -105,4 +105,30 @@ int pr_opts_none(int argc, char **argv, struct shoal_err *err)
         return pr_usage_err(err, "'%s' takes no arguments (got '%s')",
                             argv[0], argv[1]);
     return 0;
+}
+
+int pr_subcmd_run(struct pr_ctx *ctx, const struct pr_subcmd *table,
+                  int argc, char **argv, struct shoal_err *err)
+{
+    const struct pr_subcmd *t;
+    char names[256];
+    size_t len = 0;
+    int n = pr_opts_parse(NULL, argc, argv, err);
+
+    if (n < 0)
+        return n;
+    if (n > 0) {
+        for (t = table; t->name; t++)
+            if (strcmp(argv[1], t->name) == 0)
+                return t->fn(ctx, n + 1, argv, err);
+        return pr_usage_err(err, "unknown subcommand '%s %s'", argv[0],
+                            argv[1]);
+    }
+    /* "create, add, rm, ls or delete" */
+    names[0] = '\0';
+    for (t = table; t->name && len < sizeof(names); t++)
+        len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+                                t == table ? "" : t[1].name ? ", " : " or ",
+                                t->name);
+    return pr_usage_err(err, "'%s' needs a subcommand: %s", argv[0], names);
 }

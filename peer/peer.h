@@ -98,19 +98,21 @@ int pr_cmd_group(struct pr_ctx *ctx, int argc, char **argv,
  * shares first, then the shares others let it read (a name two of those
  * share is refused: give the id).  arg NULL means PR_SHARE_DEFAULT among
  * the caller's own shares, created when create is set.  *share gets the
- * share object, a new reference.  -1 with err (SHOAL_ENOTFOUND when there
- * is no such share).
+ * share object, a new reference, and id its share_id (lowercase); either
+ * may be NULL.  -1 with err (SHOAL_ENOTFOUND when there is no such share),
+ * or PR_USAGE for an empty name.
  */
 int pr_share_find(struct pr_ctx *ctx, const char *arg, int create,
-                  json_t **share, struct shoal_err *err);
+                  json_t **share, char id[37], struct shoal_err *err);
 
 /*
  * The group arg names: a group id, else a group name among the groups the
  * caller owns, then those it is a member of.  *group gets the group
- * object, a new reference.  -1 with err (SHOAL_ENOTFOUND when none).
+ * object, a new reference, and id its group_id (lowercase); either may be
+ * NULL.  -1 with err (SHOAL_ENOTFOUND when none).
  */
 int pr_group_find(struct pr_ctx *ctx, const char *arg, json_t **group,
-                  struct shoal_err *err);
+                  char id[37], struct shoal_err *err);
 
 /* Print a line on stdout; -1 with SHOAL_EIO when stdout cannot be
  * written. */
@@ -144,6 +146,23 @@ int pr_opts_parse(const struct pr_opt *opts, int argc, char **argv,
  * set when argv has more than the command's name. */
 int pr_opts_none(int argc, char **argv, struct shoal_err *err);
 
+/* One subcommand of a command ("group ls"); a table ends with a NULL
+ * name. */
+struct pr_subcmd {
+    const char *name;
+    pr_cmd_fn fn;
+};
+
+/*
+ * Run the subcommand argv[1] of command argv[0] from table, for a command
+ * whose subcommands take no options: the options of argv are parsed (none
+ * is known) and the subcommand gets the other arguments, its own name as
+ * argv[1].  PR_USAGE with err set when no subcommand, or an unknown one,
+ * is given.
+ */
+int pr_subcmd_run(struct pr_ctx *ctx, const struct pr_subcmd *table,
+                  int argc, char **argv, struct shoal_err *err);
+
 /* Fill err for a wrong command line; always returns PR_USAGE. */
 int pr_usage_err(struct shoal_err *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -153,6 +172,15 @@ int pr_usage_err(struct shoal_err *err, const char *fmt, ...)
 /* Print v as one line of compact JSON on stdout.  v is borrowed.
  * -1 with SHOAL_EIO when stdout cannot be written. */
 int pr_json_print(const json_t *v, struct shoal_err *err);
+
+/* Print one entry of a list as a line on stdout; -1 with err set. */
+typedef int pr_row_fn(const struct pr_ctx *ctx, const json_t *entry,
+                      struct shoal_err *err);
+
+/* Print a list answer: ans as it is with --json, else row for each entry
+ * of list (borrowed from ans), up to the first that fails. */
+int pr_list_print(const struct pr_ctx *ctx, const json_t *ans,
+                  const json_t *list, pr_row_fn *row, struct shoal_err *err);
 
 /* Print "shoal: warning: <message>" on stderr (never with secrets). */
 void pr_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -189,5 +217,28 @@ void pr_ctx_release(struct pr_ctx *ctx);
 /* Turn a failure to read an answer of the broker (a missing or mistyped
  * field) into SHOAL_EPROTO naming the call.  Always returns -1. */
 int pr_err_answer(struct shoal_err *err, const char *what);
+
+/*
+ * pr_call, then the array key of the answer: *ans gets the answer (a new
+ * reference), *list its array (borrowed from *ans).  An answer without
+ * that array is SHOAL_EPROTO naming what ("GET /v1/groups") and leaves
+ * *ans NULL.
+ */
+int pr_call_array(struct pr_ctx *ctx, const char *method, const char *path,
+                  const json_t *body, const char *key, const char *what,
+                  json_t **ans, json_t **list, struct shoal_err *err);
+
+/*
+ * Add id to (remove 0) or remove it from (remove 1) the JSON array ids,
+ * whose entries are compared without regard to case.  1 when ids changed,
+ * 0 when id was there already (add) or was not there (remove), -1 when it
+ * cannot be added (out of memory, or ids is not an array).
+ */
+int pr_ids_edit(json_t *ids, const char *id, int remove);
+
+/* DELETE /v1/<kind>s/<id> ("group", …), then print the answer (--json)
+ * or "deleted <kind> <id>". */
+int pr_delete(struct pr_ctx *ctx, const char *kind, const char *id,
+              struct shoal_err *err);
 
 #endif

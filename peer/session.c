@@ -1,8 +1,11 @@
 /*
  * session.c - a live Bearer session with the broker of the identity: the
  * cached one while it lasts, a new one (POST /v1/sessions) otherwise, and
- * one new login when the broker refuses the session of a call.
+ * one new login when the broker refuses the session of a call; and what
+ * the commands share around a call: reading a list from the answer,
+ * editing a list of ids to send back, a DELETE.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -163,4 +166,55 @@ void pr_ctx_release(struct pr_ctx *ctx)
     ctx->session_path = NULL;
     sodium_memzero(&ctx->session, sizeof(ctx->session));
     ctx->have_session = 0;
+}
+
+int pr_call_array(struct pr_ctx *ctx, const char *method, const char *path,
+                  const json_t *body, const char *key, const char *what,
+                  json_t **ans, json_t **list, struct shoal_err *err)
+{
+    if (pr_call(ctx, method, path, body, ans, err) < 0)
+        return -1;
+    if (shoal_json_array(*ans, key, list, err) < 0) {
+        json_decref(*ans);
+        *ans = NULL;
+        return pr_err_answer(err, what);
+    }
+    return 0;
+}
+
+int pr_ids_edit(json_t *ids, const char *id, int remove)
+{
+    json_t *v;
+    size_t i;
+
+    json_array_foreach(ids, i, v) {
+        const char *s = json_string_value(v);
+        if (s && strcasecmp(s, id) == 0) {
+            if (!remove)
+                return 0;
+            json_array_remove(ids, i);
+            return 1;
+        }
+    }
+    if (remove)
+        return 0;
+    return json_array_append_new(ids, json_string(id)) < 0 ? -1 : 1;
+}
+
+int pr_delete(struct pr_ctx *ctx, const char *kind, const char *id,
+              struct shoal_err *err)
+{
+    json_t *ans = NULL;
+    char path[80];
+    int rc;
+
+    snprintf(path, sizeof(path), "/v1/%ss/%s", kind, id);
+    if (pr_call(ctx, "DELETE", path, NULL, &ans, err) < 0)
+        return -1;
+    if (ctx->json)
+        rc = pr_json_print(ans, err);
+    else
+        rc = pr_printf(err, "deleted %s %s\n", kind, id);
+    json_decref(ans);
+    return rc;
 }

@@ -114,6 +114,23 @@ def create_file(u, share_id, data, piece_size=16 * KIB, path="", name=None):
     return f
 
 
+def add_file(broker, share_id, owner_id, sizes, deleted=False):
+    """A file with one version per size, written straight into the
+    database (as the file handlers would)."""
+    fid = new_uuid()
+    broker.pg.psql(broker.dbname,
+                   "INSERT INTO files (file_id, share_id, owner_id, path, name, latest,"
+                   f" deleted_at) VALUES ('{fid}', '{share_id}', '{owner_id}', '', '{fid}',"
+                   f" {len(sizes)}, {'now()' if deleted else 'NULL'})")
+    for v, size in enumerate(sizes, 1):
+        broker.pg.psql(broker.dbname,
+                       "INSERT INTO versions (file_id, version, size, piece_size, npieces,"
+                       " root, hashes, created_by) VALUES"
+                       f" ('{fid}', {v}, {size}, 524288, 0, decode(repeat('00', 32), 'hex'),"
+                       f" ''::bytea, '{owner_id}')")
+    return fid
+
+
 def bulk_session(u):
     """A session of user u for large binary bodies.  The harness's own
     sessions record resp.text of every answer, and requests guesses the

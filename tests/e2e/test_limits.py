@@ -135,10 +135,11 @@ def read_status(sock, deadline):
         return None
 
 
-def test_max_connections(make_broker):
-    """2,000 concurrent connections against max_connections 500: exactly
-    500 stay open and are served; every other one is answered 503 at once
-    and closed, none is left waiting."""
+@pytest.mark.parametrize("threads", ["on", "off"], ids=["per-connection", "pool"])
+def test_max_connections(make_broker, threads):
+    """2,000 concurrent connections against max_connections 500, in both
+    connection models: exactly 500 stay open and are served; every other
+    one is answered 503 at once and closed, none is left waiting."""
     N, LIMIT = 2000, 500
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = N + 500
@@ -146,7 +147,7 @@ def test_max_connections(make_broker):
         assert hard >= want, f"RLIMIT_NOFILE hard limit {hard} is below {want}"
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     b = make_broker(max_connections=LIMIT, idle_timeout="60s", request_timeout="60s",
-                    log_level="info")
+                    log_level="info", connection_threads=threads)
     socks = []
     try:
         for _ in range(N):
@@ -215,6 +216,16 @@ def test_max_connections(make_broker):
     expect(b.api.get("/healthz"), 200)
     u = make_user(b)
     expect(u.http.get("/v1/sessions"), 200)
+
+
+def test_pool_model_closes_trickling_requests(make_broker):
+    """The event-loop pool (connection_threads off) enforces the request
+    timeout as well."""
+    b = make_broker(connection_threads="off", idle_timeout=f"{IDLE}s",
+                    request_timeout=f"{REQUEST}s")
+    took = trickle(b, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a")
+    assert took is not None and took >= REQUEST - 0.6, took
+    assert b.api.get("/healthz").status_code == 200
 
 
 def test_trickling_second_request_on_keepalive_is_closed(broker):

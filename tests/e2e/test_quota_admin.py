@@ -5,6 +5,7 @@ live files, written here straight into the database."""
 import pytest
 
 from contract import check  # noqa: F401  (expect() calls it on every response)
+from filekit import add_file
 from helpers import expect, new_uuid
 
 MAX = 2 ** 53
@@ -16,21 +17,6 @@ def quota_url(u):
 
 def make_share(u, name=None):
     return expect(u.http.post("/v1/shares", json={"name": name or "s-" + new_uuid()}), 201)
-
-
-def add_file(broker, share_id, owner_id, sizes, deleted=False):
-    fid = new_uuid()
-    broker.pg.psql(broker.dbname,
-                   "INSERT INTO files (file_id, share_id, owner_id, path, name, latest,"
-                   f" deleted_at) VALUES ('{fid}', '{share_id}', '{owner_id}', '', '{fid}',"
-                   f" {len(sizes)}, {'now()' if deleted else 'NULL'})")
-    for v, size in enumerate(sizes, 1):
-        broker.pg.psql(broker.dbname,
-                       "INSERT INTO versions (file_id, version, size, piece_size, npieces,"
-                       " root, hashes, created_by) VALUES"
-                       f" ('{fid}', {v}, {size}, 524288, 0, decode(repeat('00', 32), 'hex'),"
-                       f" ''::bytea, '{owner_id}')")
-    return fid
 
 
 # --- user quota ---------------------------------------------------------------

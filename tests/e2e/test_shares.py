@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from contract import check  # noqa: F401  (expect() calls it on every response)
+from filekit import add_file
 from helpers import UUID_RE, expect, new_uuid, parse_time
 
 EMPTY_ACL = {"read": {"users": [], "groups": []}, "write": {"users": [], "groups": []}}
@@ -34,23 +35,6 @@ def put_acl(u, share_id, body):
 def make_group(u, members):
     return expect(u.http.post("/v1/groups", json={"name": "g-" + new_uuid(),
                                                   "members": members}), 201)["group_id"]
-
-
-def add_file(broker, share_id, owner_id, sizes, deleted=False):
-    """A file with one version per size, written straight into the
-    database (as the file handlers would)."""
-    fid = new_uuid()
-    broker.pg.psql(broker.dbname,
-                   "INSERT INTO files (file_id, share_id, owner_id, path, name, latest,"
-                   f" deleted_at) VALUES ('{fid}', '{share_id}', '{owner_id}', '', '{fid}',"
-                   f" {len(sizes)}, {'now()' if deleted else 'NULL'})")
-    for v, size in enumerate(sizes, 1):
-        broker.pg.psql(broker.dbname,
-                       "INSERT INTO versions (file_id, version, size, piece_size, npieces,"
-                       " root, hashes, created_by) VALUES"
-                       f" ('{fid}', {v}, {size}, 524288, 0, decode(repeat('00', 32), 'hex'),"
-                       f" ''::bytea, '{owner_id}')")
-    return fid
 
 
 # --- create, get, list ------------------------------------------------------
