@@ -7,16 +7,19 @@ tool in the same run.
    on 4 ports) with a Metalink v4 file that lists the same SHA-256 of every
    512 KiB piece, so that both check every piece.  Target: shoal >= 1.2 x.
 2. `shoal put -j 4` of a fresh 1 GiB random file (fresh broker store, every
-   piece uploaded) against `curl -T` of the same file to nginx's WebDAV PUT,
-   and the disk's own rate (dd conv=fdatasync): the broker fsyncs every
-   piece before it answers, nginx answers from the page cache.
-   Target: shoal >= 0.6 x.
+   piece uploaded) against `curl -T` of the same file to nginx's WebDAV PUT:
+   the broker fsyncs every piece before it answers, nginx answers from the
+   page cache.  Two bounds beside them: the disk's own rate (dd
+   conv=fdatasync) and the broker's durability without shoal (a file per
+   piece, fsync, rename, folder fsync; 4 writers).  Target: shoal >= 0.6 x.
 3. Peak RSS (/usr/bin/time -f %M) of `shoal put` and `shoal get` for a
    1 GiB and an 8 GiB file: memory must not grow with the file.
 
-The sources stay in the page cache (they are on the server side); output
-files are deleted, and dirty pages written back (sync), before every run.
-Everything runs on 127.0.0.1 and is stopped by PID at the end.
+The sources stay in the page cache (they are on the server side, and are
+read again right before each get); output files are deleted, and dirty
+pages written back (sync), before every run; runs that create a piece
+store wait 30 s after the last deletion of one (see RECENT).  Everything
+runs on 127.0.0.1 and is stopped by PID at the end; about 4 minutes.
 
 Environment: BENCH_RUNS (3) runs of 1 and 2, BENCH_FILE_MB (1024),
 BENCH_BIG_MB (8192, 0 skips it), SHOAL_BIN.
