@@ -36,7 +36,7 @@ def main():
         os.makedirs(os.path.join(www, "v1", "sessions"))
         with open(os.path.join(www, "v1", "sessions", sid), "wb") as f:
             f.write(body)
-        nginx, nbase = start_nginx(tmp, www)
+        nginx, nbase = start_nginx(tmp, www, default_type="application/json")
         nurl = nbase + path + "?ip=127.0.0.1"
         wait_http(nurl)
         assert urllib.request.urlopen(nurl).read() == body

@@ -34,8 +34,8 @@ import tempfile
 import threading
 import time
 
-from benchlib import (BIN, RUNS, free_port, median, start_pg, stop, stop_pg,
-                      wait_http)
+from benchlib import (BIN, RUNS, free_port, median, start_nginx_servers,
+                      start_pg, stop, stop_pg, wait_http)
 
 MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_FILE_MB", "1024")) * MIB
@@ -221,62 +221,20 @@ class Peer:
 
 
 def start_nginx(tmp, www, dav):
-    """One nginx (2 workers) serving www on SERVERS ports, the first of
-    which also takes WebDAV PUTs under /dav/ into dav.  (proc, [bases])."""
-    ports = [free_port() for _ in range(SERVERS)]
+    """One nginx serving www on SERVERS ports, the first of which also
+    takes WebDAV PUTs under /dav/ into dav.  (proc, [bases])."""
     davtmp = os.path.join(tmp, "davtmp")
     for d in (dav, davtmp):
         os.makedirs(d)
         os.chmod(d, 0o777)             # the workers run as nobody under root
-    servers = []
-    for i, port in enumerate(ports):
-        extra = ""
-        if i == 0:
-            extra = """
+    return start_nginx_servers(tmp, www, SERVERS, first_extra="""
     location /dav/ {
       root %s;
       dav_methods PUT;
       create_full_put_path on;
       client_max_body_size 0;
       client_body_temp_path %s;
-    }""" % (dav, davtmp)
-        servers.append("""
-  server {
-    listen 127.0.0.1:%d;
-    root %s;%s
-  }""" % (port, www, extra))
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write("""
-worker_processes 2;
-pid %(tmp)s/nginx.pid;
-error_log %(tmp)s/nginx.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path %(tmp)s/body;
-  proxy_temp_path %(tmp)s/proxy;
-  fastcgi_temp_path %(tmp)s/fcgi;
-  uwsgi_temp_path %(tmp)s/uwsgi;
-  scgi_temp_path %(tmp)s/scgi;
-  default_type application/octet-stream;
-  keepalive_requests 1000000;
-%(servers)s
-}
-""" % {"tmp": tmp, "servers": "\n".join(servers)})
-    proc = subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"])
-    bases = ["http://127.0.0.1:%d" % p for p in ports]
-    with open(os.path.join(www, "ping"), "w") as f:
-        f.write("pong\n")
-    try:
-        for b in bases:
-            wait_http(b + "/ping", limit=10)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, bases
+    }""" % (dav, davtmp))
 
 
 def broker_up(tmp, conninfo, name):

@@ -99,8 +99,18 @@ def start_broker(tmp, conninfo, name="broker", *flags):
     return proc, base
 
 
-def start_nginx(tmp, www, extra=""):
-    port = free_port()
+def start_nginx_servers(tmp, www, nports=1, first_extra="",
+                        default_type="application/octet-stream"):
+    """One nginx (2 workers, sendfile, no access log) serving www on nports
+    loopback ports; first_extra goes into the first server block.  Waits
+    until every port answers.  (proc, [base URLs])."""
+    ports = [free_port() for _ in range(nports)]
+    servers = "".join("""
+  server {
+    listen 127.0.0.1:%d;
+    root %s;
+    %s
+  }""" % (port, www, first_extra if i == 0 else "") for i, port in enumerate(ports))
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
         f.write("""
@@ -111,22 +121,45 @@ events { worker_connections 1024; }
 http {
   access_log off;
   sendfile on;
+  tcp_nopush on;
   client_body_temp_path %(tmp)s/body;
   proxy_temp_path %(tmp)s/proxy;
   fastcgi_temp_path %(tmp)s/fcgi;
   uwsgi_temp_path %(tmp)s/uwsgi;
   scgi_temp_path %(tmp)s/scgi;
-  default_type application/json;
+  default_type %(type)s;
   keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:%(port)d;
-    root %(www)s;
-    %(extra)s
-  }
+%(servers)s
 }
-""" % {"tmp": tmp, "port": port, "www": www, "extra": extra})
+""" % {"tmp": tmp, "type": default_type, "servers": servers})
     proc = subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"])
-    return proc, "http://127.0.0.1:%d" % port
+    bases = ["http://127.0.0.1:%d" % p for p in ports]
+    try:
+        for b in bases:
+            wait_tcp(b)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, bases
+
+
+def start_nginx(tmp, www, default_type="application/octet-stream"):
+    """One nginx serving www on one port: (proc, base URL)."""
+    proc, bases = start_nginx_servers(tmp, www, 1, default_type=default_type)
+    return proc, bases[0]
+
+
+def wait_tcp(base, limit=10.0):
+    """Wait until something accepts connections at base's port."""
+    port = int(base.rsplit(":", 1)[1])
+    end = time.time() + limit
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("bench: nothing listens at %s" % base)
 
 
 def register(base):
