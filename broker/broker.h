@@ -166,6 +166,7 @@ struct br_app {
     long long purge_after;         /* seconds after expiry */
     int invite_only;
     long long sign_ttl;            /* seconds a manifest signature lasts */
+    long long peer_ttl;            /* seconds a tracker announcement lasts */
 };
 
 /* Parse "trust,metadata" into role bits; -1 with SHOAL_EINVAL. */
@@ -238,6 +239,10 @@ int br_json_uuid_at(const json_t *list, const char *key, size_t i,
  * be NULL); NULL with SHOAL_EINVAL naming the bad entry. */
 char *br_json_uuids(const json_t *obj, const char *key, size_t max,
                     size_t *count, struct shoal_err *err);
+
+/* 1 when url is an absolute http or https URL made only of characters
+ * RFC 3986 allows (percent-escapes included), with a host (h_brokers.c). */
+int br_url_valid(const char *url);
 
 /* "a,b" (UUIDs of 36 characters, as string_agg makes them; "" for none)
  * as a new JSON array of strings. */
@@ -410,6 +415,9 @@ BR_HANDLER(h_share_acl_put);
 BR_HANDLER(h_share_allocation_put);
 BR_HANDLER(h_quota_get);
 BR_HANDLER(h_quota_put);
+BR_HANDLER(h_peer_announce);
+BR_HANDLER(h_peer_list);
+BR_HANDLER(h_peer_withdraw);
 
 /* Small shared helpers for handlers (handlers.c). */
 

@@ -34,9 +34,7 @@ BR_HANDLER(h_broker_list)
     return br_rows_reply(r, "brokers", broker_json, reply, err);
 }
 
-/* An absolute http or https URL made only of characters RFC 3986 allows
- * (percent-escapes included), with a host. */
-static int url_valid(const char *url)
+int br_url_valid(const char *url)
 {
     static const char allowed[] = "abcdefghijklmnopqrstuvwxyz"
                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -112,7 +110,7 @@ BR_HANDLER(h_broker_create)
     size_t ulen = strlen(url);
     if (ulen == 0 || ulen > URL_MAX ||
         ulen != json_string_length(json_object_get(body, "url")) ||
-        !url_valid(url))
+        !br_url_valid(url))
         return shoal_err_set(err, SHOAL_EINVAL,
                              "'url' must be an absolute http or https URL of at"
                              " most %d characters", URL_MAX);

@@ -1,6 +1,6 @@
 /*
  * h_sessions.c - sessions: log in, list own, log out, and the inner-circle
- * check a serving peer makes (GET /v1/sessions/{sid}?ip=…).
+ * check a serving peer makes (GET /v1/sessions/{sid}?ip=…[&file=…]).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -123,10 +123,53 @@ BR_HANDLER(h_session_delete)
     return 0;
 }
 
+/*
+ * May user (the session's) read file_id, as far as caller (who asks) may
+ * learn?  The access of user (BR_ACCESS_READ or more), or -1 with err:
+ * 404 when the file is unknown or neither caller nor user may read its
+ * share (nobody involved may know it exists), 410 when it was deleted,
+ * 403 when the caller may read it but user may not.  Through the caches.
+ */
+static int file_access(struct br_app *app, const char *caller,
+                       const char *user, const char *file_id,
+                       struct shoal_err *err)
+{
+    struct br_file_row row;
+    int theirs = BR_ACCESS_NONE, mine = BR_ACCESS_NONE, rc = -1;
+
+    PGconn *c = br_db_get(app->db, err);
+    if (c == NULL)
+        return -1;
+    int found = br_file_find(app->cache, c, file_id, &row, err);
+    if (found < 0)
+        goto out;
+    if (found == 1 &&
+        (theirs = br_access_find(app->cache, c, user, row.share_id, err)) < 0)
+        goto out;
+    if (found == 1 && theirs == BR_ACCESS_NONE && strcmp(caller, user) != 0 &&
+        (mine = br_access_find(app->cache, c, caller, row.share_id, err)) < 0)
+        goto out;
+    if (found == 0 || (theirs == BR_ACCESS_NONE && mine == BR_ACCESS_NONE))
+        shoal_err_set(err, SHOAL_ENOTFOUND, "file '%s' not found", file_id);
+    else if (row.deleted)
+        shoal_err_set(err, SHOAL_EGONE, "file '%s' was deleted", file_id);
+    else if (theirs == BR_ACCESS_NONE)
+        shoal_err_set(err, SHOAL_EFORBIDDEN, "user '%s' may not read file '%s'",
+                      user, file_id);
+    else
+        rc = theirs;
+out:
+    br_db_put(app->db, c);
+    return rc;
+}
+
 BR_HANDLER(h_session_check)
 {
+    static const char *const access_names[] = { "none", "read", "write",
+                                                "owner" };
     struct br_app *app = br_app_of(req);
-    char sid[37], ip[SHOAL_IP_MAX];
+    char sid[37], ip[SHOAL_IP_MAX], file_id[37];
+    int access = BR_ACCESS_NONE;
 
     if (br_param_uuid(req, "sid", sid, err) != 0)
         return -1;
@@ -136,6 +179,10 @@ BR_HANDLER(h_session_check)
     if (shoal_ip_canonical(ip_q, ip) != 0)
         return shoal_err_set(err, SHOAL_EINVAL, "'%.64s' is not an IP address",
                              ip_q);
+    const char *file_q = shoal_req_query(req, "file");
+    if (file_q != NULL &&
+        shoal_uuid_normalize(file_q, file_id, "file", err) != 0)
+        return -1;
 
     struct br_session_row row;
     int found = br_session_find(app, sid, &row, err);
@@ -149,9 +196,22 @@ BR_HANDLER(h_session_check)
     if (strcmp(row.ip, ip) != 0)
         return shoal_err_set(err, SHOAL_EIPMISMATCH,
                              "session '%.8s…' is not bound to '%s'", sid, ip);
+    if (file_q != NULL &&
+        (access = file_access(app, br_caller(req)->user_id, row.user_id,
+                              file_id, err)) < 0)
+        return -1;
     *reply = json_pack("{s:s, s:s, s:s, s:s, s:o}", "session_id", sid,
                        "user_id", row.user_id, "public_key", row.public_key,
                        "ip", ip, "expires_at",
                        br_time_json((long long)row.expires_at));
+    if (*reply != NULL && file_q != NULL &&
+        (json_object_set_new(*reply, "file_id", json_string(file_id)) != 0 ||
+         json_object_set_new(*reply, "access",
+                             json_string(access_names[access])) != 0)) {
+        json_decref(*reply);
+        *reply = NULL;
+    }
+    if (*reply == NULL)
+        return shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
     return 0;
 }

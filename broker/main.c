@@ -1,7 +1,7 @@
 /*
  * main.c - shoal-broker: configuration, keys, database, migrations, the
- * HTTP server, the purge of expired sessions, and a clean stop on SIGINT
- * or SIGTERM.
+ * HTTP server, the purge of expired sessions and lapsed tracker
+ * announcements, and a clean stop on SIGINT or SIGTERM.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +29,7 @@ static const struct shoal_config_key config_keys[] = {
     { "session_cache_ttl", "60s", "longest time a session is served from memory (0: no cache)" },
     { "version_cache", "64MiB", "memory for versions and their piece hashes" },
     { "sign_ttl", "7d", "how long a manifest signature (X-Sign) stays valid" },
+    { "peer_ttl", "5m", "how long a tracker announcement lasts unless the peer refreshes it" },
     { "connection_threads", "on", "one thread per connection (fastest file serving); off: an event-loop pool of 'threads'" },
     { "threads", "4", "HTTP worker threads of the pool (connection_threads off)" },
     { "db_connections", "4", "PostgreSQL connections in the pool" },
@@ -113,6 +114,12 @@ static void purge(struct br_app *app)
     PQclear(r);
     r = br_db_exec(app->db, "DELETE FROM invites WHERE expires_at < now() - interval '30 days'",
                    0, NULL, &err);
+    PQclear(r);
+    /* Peers that stopped refreshing their announcements are forgotten. */
+    r = br_db_exec(app->db, "DELETE FROM peers WHERE expires_at <= now()",
+                   0, NULL, &err);
+    if (r == NULL)
+        shoal_log(SHOAL_LOG_WARN, NULL, "peer purge failed: %s", err.msg);
     PQclear(r);
 }
 
@@ -259,6 +266,12 @@ int main(int argc, char **argv)
         shoal_err_set(&err, SHOAL_EINVAL, "sign_ttl must be 60s to 3650d");
         goto fail;
     }
+    if (shoal_config_seconds(cfg, "peer_ttl", &app.peer_ttl, &err) != 0)
+        goto fail;
+    if (app.peer_ttl < 1 || app.peer_ttl > 86400) {
+        shoal_err_set(&err, SHOAL_EINVAL, "peer_ttl must be 1s to 1d");
+        goto fail;
+    }
     if (app.roles & BR_ROLE_FILE) {
         snprintf(path, sizeof path, "%s/store", dir);
         if ((app.store = shoal_store_open(path, &err)) == NULL)
@@ -347,8 +360,11 @@ int main(int argc, char **argv)
               " broker id %s, roles %s", BR_VERSION, o.listen,
               shoal_server_port(srv), app.broker_id, app.roles_text);
 
-    /* Purge expired sessions regularly until a stop signal arrives. */
+    /* Purge expired sessions and announcements regularly until a stop
+     * signal arrives. */
     long long every = app.purge_after / 2;
+    if (every > app.peer_ttl / 2)
+        every = app.peer_ttl / 2;
     if (every < 1)
         every = 1;
     if (every > 60)

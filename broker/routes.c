@@ -72,6 +72,9 @@ const struct shoal_route br_routes[] = {
     R("GET", "/v1/files/{id}/content", AUTH, h_file_content),
     R("GET", "/v1/files/{id}/pieces/{n}", AUTH, h_piece_get),
     S("PUT", "/v1/files/{id}/pieces/{n}", AUTH, h_piece_put, br_piece_body),
+    R("POST", "/v1/files/{id}/peers", AUTH | JSON, h_peer_announce),
+    R("GET", "/v1/files/{id}/peers", AUTH, h_peer_list),
+    R("DELETE", "/v1/files/{id}/peers", AUTH, h_peer_withdraw),
 
     R("GET", "/v1/usage", AUTH | ADMIN_OK, h_usage),
 };
