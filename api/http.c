@@ -957,6 +957,15 @@ struct shoal_server *shoal_server_start(const struct shoal_server_opts *opts,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
+        /* Request bodies arrive, and callback responses leave, in chunks
+         * about as large as the connection's memory: 128 KiB instead of
+         * libmicrohttpd's 32 KiB is about 4 times fewer poll, recv, write
+         * and hash calls for a piece upload, and fewer reads for a Range
+         * across pieces.  A connection that has served a request keeps
+         * all of it. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        srv->o.connection_memory ? srv->o.connection_memory
+                                 : (size_t)(128 * 1024),
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, srv,
         MHD_OPTION_END);
     if (srv->d == NULL) {

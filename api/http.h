@@ -93,6 +93,9 @@ struct shoal_server_opts {
     unsigned request_timeout;        /* seconds for a whole request to
                                         arrive (headers and body): closed */
     size_t body_limit;               /* bytes; above it 413 */
+    size_t connection_memory;        /* buffer of each connection (0:
+                                        128 KiB): request bodies arrive in
+                                        chunks about this large */
     const char *trusted_proxies;     /* comma-separated addresses, or NULL */
     const char *admin_token;         /* NULL: admin routes answer 403 */
     const struct shoal_route *routes;

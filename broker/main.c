@@ -37,6 +37,7 @@ static const struct shoal_config_key config_keys[] = {
     { "idle_timeout", "30s", "an HTTP connection idle this long is closed" },
     { "request_timeout", "30s", "a request must arrive whole within this time" },
     { "body_limit", "1MiB", "largest request body accepted" },
+    { "connection_memory", "128KiB", "buffer memory of each HTTP connection: uploads arrive in chunks this large" },
     { "trusted_proxies", NULL, "comma-separated proxy addresses whose X-Forwarded-For is believed" },
     { "log_level", "info", "debug, info, warn, error or off" },
     { "log_file", NULL, "append JSON log lines to this file instead of stderr" },
@@ -304,7 +305,9 @@ int main(int argc, char **argv)
     struct shoal_server_opts o;
     memset(&o, 0, sizeof o);
     long long threads, maxc, idle, reqt;
+    unsigned long long conn_mem;
     if (shoal_config_long(cfg, "threads", &threads, &err) != 0 ||
+        shoal_config_size(cfg, "connection_memory", &conn_mem, &err) != 0 ||
         shoal_config_long(cfg, "max_connections", &maxc, &err) != 0 ||
         shoal_config_seconds(cfg, "idle_timeout", &idle, &err) != 0 ||
         shoal_config_seconds(cfg, "request_timeout", &reqt, &err) != 0 ||
@@ -312,10 +315,12 @@ int main(int argc, char **argv)
         goto fail;
     if (threads < 1 || threads > 256 || maxc < 1 || maxc > 1000000 ||
         idle < 0 || idle > 86400 || reqt < 0 || reqt > 86400 ||
-        body_limit < 1 || body_limit > (1ULL << 30)) {
+        body_limit < 1 || body_limit > (1ULL << 30) ||
+        conn_mem < (16u << 10) || conn_mem > (16u << 20)) {
         shoal_err_set(&err, SHOAL_EINVAL,
                       "out of range: threads 1-256, max_connections 1-1000000,"
-                      " idle_timeout and request_timeout 0-1d, body_limit 1-1GiB");
+                      " idle_timeout and request_timeout 0-1d, body_limit 1-1GiB,"
+                      " connection_memory 16KiB-16MiB");
         goto fail;
     }
     app.metrics = br_metrics_new(br_routes, br_nroutes);
@@ -333,6 +338,7 @@ int main(int argc, char **argv)
     o.idle_timeout = (unsigned)idle;
     o.request_timeout = (unsigned)reqt;
     o.body_limit = (size_t)body_limit;
+    o.connection_memory = (size_t)conn_mem;
     o.trusted_proxies = shoal_config_get(cfg, "trusted_proxies");
     o.admin_token = shoal_config_get(cfg, "admin_token");
     o.routes = br_routes;

@@ -17,9 +17,9 @@ tool in the same run.
 
 The sources stay in the page cache (they are on the server side, and are
 read again right before each get); output files are deleted, and dirty
-pages written back (sync), before every run; runs that create a piece
-store wait 30 s after the last deletion of one (see RECENT).  Everything
-runs on 127.0.0.1 and is stopped by PID at the end; about 4 minutes.
+pages written back (sync), before every run; the piece stores of the put
+runs are kept until the last of them (see RECENT).  Everything runs on
+127.0.0.1 and is stopped by PID at the end; about 4 minutes.
 
 Environment: BENCH_RUNS (3) runs of 1 and 2, BENCH_FILE_MB (1024),
 BENCH_BIG_MB (8192, 0 skips it), SHOAL_BIN.
@@ -130,11 +130,15 @@ def remove(*paths):
 
 
 # ext4 without a journal (this machine's disk) skips the inodes freed in
-# the last 30 s when it allocates one, looking each up in the buffer cache:
-# creating thousands of files soon after deleting thousands costs it far
-# more CPU (41% of a broker's time went to open() in one profile).  Runs
-# that create a piece store wait this long after the last deletion of one.
-RECENT = 31.0
+# the last minute (five while their inode table block is dirty) when it
+# allocates one, looking each up in the buffer cache: creating thousands of
+# files soon after deleting thousands costs it far more CPU (41% of a
+# broker's time went to open() in one profile).  So the put runs keep
+# every piece store they make until the last of them is done, and the
+# first waits this long after the start (an earlier benchmark may have
+# just deleted its own store).
+RECENT = 61.0
+STARTED = time.monotonic()
 
 
 def settle(*paths):
@@ -388,7 +392,8 @@ def bench_put(tmp, conninfo, bases):
     dav_url = bases[0] + "/dav/put.bin"
     dav_file = os.path.join(tmp, "dav", "dav", "put.bin")
     s_runs, c_runs, d_runs, p_runs = [], [], [], []
-    deleted = 0.0                          # when piece files were last deleted
+    stores = []                            # deleted after the last run
+    time.sleep(max(0.0, STARTED + RECENT - time.monotonic()))
     for i in range(RUNS):
         src = os.path.join(tmp, "put-src.bin")
         make_random(src, SIZE)              # fresh content: nothing to dedupe
@@ -397,17 +402,14 @@ def bench_put(tmp, conninfo, bases):
         broker, base = broker_up(tmp, conninfo, name)  # fresh store
         try:
             peer = Peer(os.path.join(tmp, name + "-peer"), base)
-            # the two runs that create 2048 files start 30 s after the
-            # last deletion of as many (see settle)
-            time.sleep(max(0.0, deleted + RECENT - time.monotonic()))
+            stores += [os.path.join(tmp, name), pattern]
             settle()
             p_runs.append(store_pattern(src, pattern, SIZE))
             settle()
             s_runs.append(peer.put(src, SIZE)[0])
         finally:
             stop(broker)
-        settle(os.path.join(tmp, name), pattern)
-        deleted = time.monotonic()
+        settle()
         c_runs.append(curl_put(src, dav_url, SIZE))
         if os.path.getsize(dav_file) != SIZE:
             fail("nginx stored %d bytes of %d" % (os.path.getsize(dav_file), SIZE))
@@ -415,6 +417,7 @@ def bench_put(tmp, conninfo, bases):
         dd_out = os.path.join(tmp, "dd.bin")
         d_runs.append(dd_rate(src, dd_out, SIZE))
         settle(dd_out, src)
+    settle(*stores)
     s, c, d, p = median(s_runs), median(c_runs), median(d_runs), median(p_runs)
     print("put: %d MiB fresh random file (every piece uploaded), median of %d"
           % (SIZE >> 20, RUNS))
@@ -482,7 +485,7 @@ def main():
         fail("/usr/bin/time is not installed (apt-get install time)")
     if not os.access(SHOAL, os.X_OK):
         fail("%s does not exist: run 'make all'" % SHOAL)
-    need = 5 * SIZE + 3 * BIG + (2 << 30)
+    need = (5 + 2 * RUNS) * SIZE + 3 * BIG + (2 << 30)
     tmp = tempfile.mkdtemp(prefix="shoal-bench-")
     os.chmod(tmp, 0o755)
     if shutil.disk_usage(tmp).free < need:

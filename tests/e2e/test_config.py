@@ -12,6 +12,8 @@ import pytest
     ("--session-ttl", "100000d", "session_ttl"),
     ("--session-cache-ttl", "2d", "session_cache_ttl"),
     ("--body-limit", "2GiB", "body_limit"),
+    ("--connection-memory", "8KiB", "connection_memory"),
+    ("--connection-memory", "32MiB", "connection_memory"),
     ("--threads", "0", "threads"),
     ("--registration", "closed", "registration"),
     ("--roles", "trust,root", "root"),
