@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "pieceserve.h"
 
 #define PEER_URL_MAX 2048            /* as the CHECK of 003_peers.sql */
 #define PEERS_MAX 200                /* announcements one GET lists */
@@ -62,26 +63,6 @@ static int have_decode(const char *b64, const struct br_version *v,
     *bits = b;
     *held = count;
     return 0;
-}
-
-/* This broker's bitfield of version v as new base64 text (free()), with
- * the pieces held in *held; NULL on ENOMEM. */
-static char *store_have(const struct br_app *app, const struct br_version *v,
-                        uint64_t *held)
-{
-    size_t n = (size_t)((v->npieces + 7) / 8);
-    unsigned char *bits = calloc(n ? n : 1, 1);
-    if (bits == NULL)
-        return NULL;
-    *held = 0;
-    for (uint64_t i = 0; i < v->nhashes; i++)
-        if (shoal_store_has(app->store, v->hashes[i])) {
-            bits[i / 8] |= (unsigned char)(0x80u >> (i % 8));
-            (*held)++;
-        }
-    char *b64 = shoal_b64_encode(bits, n);
-    free(bits);
-    return b64;
 }
 
 /* --- POST /v1/files/{id}/peers ---------------------------------------- */
@@ -201,7 +182,9 @@ static int list_brokers(struct br_app *app, const struct br_version *v,
         json_t *have = json_null(), *held = json_null(), *complete = json_null();
         if (strcmp(id, app->broker_id) == 0) {
             uint64_t n = 0;
-            char *b64 = app->store ? store_have(app, v, &n) : NULL;
+            char *b64 = app->store ? shoal_pieceserve_have(
+                app->store, (const unsigned char (*)[SHOAL_HASH_BYTES])v->hashes,
+                v->nhashes, &n) : NULL;
             if (app->store != NULL && b64 == NULL) {
                 rc = shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
                 break;

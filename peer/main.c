@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "peer.h"
+#include "serve.h"
 #include "util.h"
 
 struct cmd {
@@ -77,6 +78,40 @@ static const struct cmd commands[] = {
       "and every piece against the manifest before it is written.  An OUT\n"
       "that exists is resumed: the pieces in it that check out are kept.",
       "download a file, verifying every piece", PR_RUN_IDENTITY },
+    { "seed", pr_cmd_seed,
+      "seed ID PATH [--version N] [--data-dir DIR]\n"
+      "\n"
+      "  --version N     a version other than the latest\n"
+      "  --data-dir DIR  the peer's data folder (default\n"
+      "                  $XDG_DATA_HOME/shoal, else ~/.local/share/shoal)\n"
+      "\n"
+      "PATH must hold the version's bytes (e.g. from 'shoal get'): the\n"
+      "manifest's signature is checked against the pinned broker key and\n"
+      "every piece of PATH against the manifest as it is stored.  A running\n"
+      "'shoal serve' serves it from its next round (at once on SIGHUP).",
+      "offer a file you hold to other peers (see serve)", PR_RUN_IDENTITY },
+    { "serve", pr_cmd_serve,
+      "serve [--listen ADDR:PORT] [--advertise URL] [--data-dir DIR]\n"
+      "            [--max-storage SIZE] [--max-seed-ratio R] [--auth-ttl SECS]\n"
+      "            [--announce-interval SECS] [--trust-interval SECS]\n"
+      "\n"
+      "  --listen ADDR:PORT       where to listen (default 127.0.0.1:7070)\n"
+      "  --advertise URL          the URL others reach it at, announced to\n"
+      "                           the tracker (default http://LISTEN)\n"
+      "  --data-dir DIR           the peer's data folder (as for seed)\n"
+      "  --max-storage SIZE       serve versions up to this many bytes in all\n"
+      "                           (e.g. 20GiB; default: no limit)\n"
+      "  --max-seed-ratio R       stop serving a version once R times its\n"
+      "                           size has been uploaded (default 3; 0: never)\n"
+      "  --auth-ttl SECS          keep the broker's yes to a session this long\n"
+      "                           (default 60)\n"
+      "  --announce-interval SECS (default: half the broker's peer_ttl)\n"
+      "  --trust-interval SECS    pull the trust bubble this often (default 30)\n"
+      "\n"
+      "Serves the versions the data folder holds to users the broker lets\n"
+      "read them, keeps their announcements fresh, and withdraws them on\n"
+      "SIGTERM or SIGINT.  SIGHUP takes in versions seeded meanwhile.",
+      "serve what this peer holds to other peers", PR_RUN_IDENTITY },
     { "ls", pr_cmd_ls,
       "ls [--share NAME|ID]\n"
       "\n"

@@ -1,0 +1,596 @@
+/*
+ * cmd_serve.c - shoal serve [--listen ADDR:PORT] [--advertise URL]
+ *               [--data-dir DIR] [--max-storage SIZE] [--max-seed-ratio R]
+ *               [--auth-ttl SECS] [--announce-interval SECS]
+ *               [--trust-interval SECS]
+ *
+ * The peer as a daemon: it serves the versions held in its data folder
+ * (serve.c), announces each to the tracker (POST /v1/files/{id}/peers)
+ * at start and then every announce interval (by default half the life
+ * the broker gives an announcement), pulls its trust bubble every trust
+ * interval, takes in versions added meanwhile by 'shoal seed' (every
+ * announce round, or at once on SIGHUP), renews X-Sign signatures that
+ * near their expiry, and on SIGTERM or SIGINT withdraws its announcements
+ * (DELETE) and stops.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "pieceserve.h"
+#include "serve.h"
+#include "util.h"
+
+#define LISTEN_DEFAULT "127.0.0.1:7070"
+#define RATIO_DEFAULT 3.0
+#define AUTH_TTL_DEFAULT 60.0
+#define TRUST_INTERVAL_DEFAULT 30.0
+#define ANNOUNCE_DEFAULT 150.0       /* before the broker says its peer_ttl */
+#define RENEW_BEFORE 86400           /* renew X-Sign this close to expiry */
+
+struct opts {
+    const char *listen;
+    const char *advertise;
+    const char *data_dir;
+    uint64_t max_storage;
+    double ratio;
+    double auth_ttl;
+    double announce;                 /* 0: from the broker's answers */
+    double trust;
+};
+
+/* url percent-encoded for a query string into out. */
+static void query_escape(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+
+    for (; *s && n + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+            (c >= '0' && c <= '9') || strchr("-._~", c)) {
+            out[n++] = (char)c;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        }
+    }
+    out[n] = '\0';
+}
+
+/* --- the tracker ---------------------------------------------------- */
+
+/* Announce s; *ttl gets the life the broker gave it (seconds). */
+static int announce(struct pr_srv *srv, struct pr_served *s, double *ttl,
+                    struct shoal_err *err)
+{
+    const struct pr_version *v = s->v;
+    uint64_t held = 0;
+    json_t *body = NULL;
+    json_t *ans = NULL;
+    char path[96];
+    const char *a, *e;
+    time_t ta, te;
+    int rc = -1;
+
+    char *have = shoal_pieceserve_have(
+        pr_held_store(srv->held),
+        (const unsigned char (*)[SHOAL_HASH_BYTES])v->hashes, v->npieces,
+        &held);
+    if (!have || !(body = json_pack("{s:s, s:s, s:I}", "url", srv->advertise,
+                                    "have", have,
+                                    "version", (json_int_t)v->version))) {
+        shoal_err_set(err, SHOAL_EIO, "out of memory");
+        goto out;
+    }
+    snprintf(path, sizeof(path), "/v1/files/%s/peers", v->file_id);
+    if (pr_link_call(srv->link, "POST", path, body, &ans, NULL, err) < 0)
+        goto out;
+    if (shoal_json_str(ans, "announced_at", &a, NULL) == 0 &&
+        shoal_json_str(ans, "expires_at", &e, NULL) == 0 &&
+        shoal_time_parse(a, &ta, NULL) == 0 &&
+        shoal_time_parse(e, &te, NULL) == 0 && te > ta)
+        *ttl = (double)(te - ta);
+    rc = 0;
+out:
+    free(have);
+    json_decref(body);
+    json_decref(ans);
+    return rc;
+}
+
+/* Withdraw the announcements of file_id (version 0: every version). */
+static int withdraw(struct pr_srv *srv, const char *file_id, uint64_t version,
+                    struct shoal_err *err)
+{
+    char url[3 * PR_URL_MAX + 1];
+    char path[3 * PR_URL_MAX + 128];
+
+    query_escape(srv->advertise, url, sizeof(url));
+    if (version)
+        snprintf(path, sizeof(path), "/v1/files/%s/peers?url=%s&version=%"
+                 PRIu64, file_id, url, version);
+    else
+        snprintf(path, sizeof(path), "/v1/files/%s/peers?url=%s", file_id, url);
+    return pr_link_call(srv->link, "DELETE", path, NULL, NULL, NULL, err);
+}
+
+/* The broker says s is no more (deleted, or no longer readable by this
+ * peer's user): it is not served nor announced from now on. */
+static void set_gone(struct pr_srv *srv, struct pr_served *s)
+{
+    pthread_mutex_lock(&srv->lock);
+    s->gone = 1;
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* A new X-Sign for s when its signature nears its expiry. */
+static void renew(struct pr_srv *srv, struct pr_served *s)
+{
+    struct shoal_err e;
+    struct pr_version *nv = NULL;
+    json_t *ans = NULL;
+    char xsign[SHOAL_XSIGN_MAX];
+    char path[128];
+
+    pthread_mutex_lock(&srv->lock);
+    int64_t expires = s->v->expires;
+    pthread_mutex_unlock(&srv->lock);
+    if (expires - (int64_t)time(NULL) > RENEW_BEFORE)
+        return;
+    snprintf(path, sizeof(path), "/v1/files/%s/manifest?version=%" PRIu64,
+             s->v->file_id, s->v->version);
+    shoal_err_clear(&e);
+    if (pr_link_call(srv->link, "GET", path, NULL, &ans, xsign, &e) < 0) {
+        if (e.code == SHOAL_EGONE || e.code == SHOAL_ENOTFOUND) {
+            shoal_log(SHOAL_LOG_WARN, NULL, "no longer serving version %" PRIu64
+                      " of file '%s': %s", s->v->version, s->v->file_id, e.msg);
+            set_gone(srv, s);
+        } else {
+            shoal_log(SHOAL_LOG_WARN, NULL, "cannot renew the signature of file"
+                      " '%s': %s", s->v->file_id, e.msg);
+        }
+        goto out;
+    }
+    if (pr_manifest_verify(srv->id, s->v->file_id, ans, xsign[0] ? xsign : NULL,
+                           (int64_t)time(NULL), &nv, &e) < 0 ||
+        memcmp(nv->root, s->v->root, SHOAL_HASH_BYTES) != 0 ||
+        pr_held_record(srv->held, nv, ans, &e) < 0) {
+        shoal_log(SHOAL_LOG_WARN, NULL, "cannot renew the signature of file "
+                  "'%s': %s", s->v->file_id, e.msg[0] ? e.msg : "another root");
+        goto out;
+    }
+    pthread_mutex_lock(&srv->lock);
+    memcpy(s->v->xsign, nv->xsign, sizeof(nv->xsign));
+    s->v->expires = nv->expires;
+    pthread_mutex_unlock(&srv->lock);
+    shoal_log(SHOAL_LOG_INFO, NULL, "renewed the signature of version %" PRIu64
+              " of file '%s'", s->v->version, s->v->file_id);
+out:
+    pr_version_free(nv);
+    json_decref(ans);
+}
+
+static int want_record(void *arg, const char *file_id, uint64_t version)
+{
+    return !pr_serve_has(arg, file_id, version);
+}
+
+static void take_record(void *arg, struct pr_version *v)
+{
+    pr_serve_add(arg, v);
+}
+
+/* Versions added since the last look. */
+static void rescan(struct pr_srv *srv)
+{
+    struct shoal_err e;
+
+    shoal_err_clear(&e);
+    if (pr_held_each(srv->held, srv->id, want_record, take_record, srv, &e) < 0)
+        shoal_log(SHOAL_LOG_WARN, NULL, "%s", e.msg);
+}
+
+/* The entries of the table, each held (pr_serve_put them). */
+static struct pr_served **snapshot(struct pr_srv *srv, size_t *n)
+{
+    pthread_mutex_lock(&srv->lock);
+    struct pr_served **all = calloc(srv->n + 1, sizeof(*all));
+    *n = 0;
+    for (size_t i = 0; all && i < srv->n; i++) {
+        all[(*n)++] = srv->tab[i];
+        srv->tab[i]->refs++;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return all;
+}
+
+/* One round: new records, signatures, announcements. */
+static void announce_round(struct pr_srv *srv, double *ttl)
+{
+    size_t n;
+    struct pr_served **all;
+
+    rescan(srv);
+    if (!(all = snapshot(srv, &n)))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct pr_served *s = all[i];
+        struct shoal_err e;
+        shoal_err_clear(&e);
+        if (s->admitted && !s->gone)
+            renew(srv, s);
+        int serve = s->admitted && !s->gone && !pr_serve_seeded_out(srv, s) &&
+                    s->v->expires > (int64_t)time(NULL);
+        if (serve) {
+            if (announce(srv, s, ttl, &e) == 0) {
+                s->announced = 1;
+            } else {
+                shoal_log(SHOAL_LOG_WARN, NULL, "cannot announce version %"
+                          PRIu64 " of file '%s': %s", s->v->version,
+                          s->v->file_id, e.msg);
+                if (e.code == SHOAL_EGONE || e.code == SHOAL_ENOTFOUND)
+                    set_gone(srv, s);
+            }
+        } else if (s->announced) {
+            if (withdraw(srv, s->v->file_id, s->v->version, &e) < 0 &&
+                e.code != SHOAL_ENOTFOUND)
+                shoal_log(SHOAL_LOG_WARN, NULL, "cannot withdraw file '%s': %s",
+                          s->v->file_id, e.msg);
+            else
+                shoal_log(SHOAL_LOG_INFO, NULL, "stopped announcing version %"
+                          PRIu64 " of file '%s'", s->v->version, s->v->file_id);
+            s->announced = 0;
+        }
+        pr_serve_put(srv, all[i]);
+    }
+    free(all);
+}
+
+/* Clean shutdown: every announcement goes. */
+static void withdraw_all(struct pr_srv *srv)
+{
+    size_t n;
+    struct pr_served **all = snapshot(srv, &n);
+
+    for (size_t i = 0; all && i < n; i++) {
+        struct shoal_err e;
+        int first = 1, announced = 0;
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(all[k]->v->file_id, all[i]->v->file_id) == 0) {
+                first &= k >= i;
+                announced |= all[k]->announced;
+            }
+        shoal_err_clear(&e);
+        if (first && announced &&
+            withdraw(srv, all[i]->v->file_id, 0, &e) < 0 &&
+            e.code != SHOAL_ENOTFOUND)
+            shoal_log(SHOAL_LOG_WARN, NULL, "cannot withdraw file '%s': %s",
+                      all[i]->v->file_id, e.msg);
+    }
+    for (size_t i = 0; all && i < n; i++)
+        pr_serve_put(srv, all[i]);
+    free(all);
+}
+
+/* --- byte counts kept across runs (stats.json) ------------------------ */
+
+static void stats_load(struct pr_srv *srv)
+{
+    json_t *st = pr_held_stats_load(srv->held);
+    json_t *per = json_object_get(st, "versions");
+    char key[64];
+
+    atomic_store(&srv->uploaded,
+                 (unsigned long long)json_integer_value(json_object_get(st, "uploaded")));
+    atomic_store(&srv->downloaded,
+                 (unsigned long long)json_integer_value(json_object_get(st, "downloaded")));
+    pthread_mutex_lock(&srv->lock);
+    for (size_t i = 0; i < srv->n; i++) {
+        struct pr_served *s = srv->tab[i];
+        snprintf(key, sizeof(key), "%s/%" PRIu64, s->v->file_id, s->v->version);
+        json_int_t up = json_integer_value(json_object_get(per, key));
+        if (up > 0)
+            atomic_store(&s->uploaded, (unsigned long long)up);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    json_decref(st);
+}
+
+static void stats_save(struct pr_srv *srv)
+{
+    json_t *per = json_object();
+    struct shoal_err e;
+    char key[64];
+
+    pthread_mutex_lock(&srv->lock);
+    for (size_t i = 0; per && i < srv->n; i++) {
+        struct pr_served *s = srv->tab[i];
+        snprintf(key, sizeof(key), "%s/%" PRIu64, s->v->file_id, s->v->version);
+        json_object_set_new(per, key, json_integer(
+            (json_int_t)atomic_load(&s->uploaded)));
+    }
+    pthread_mutex_unlock(&srv->lock);
+    json_t *st = json_pack("{s:I, s:I, s:o}",
+                           "uploaded", (json_int_t)atomic_load(&srv->uploaded),
+                           "downloaded", (json_int_t)atomic_load(&srv->downloaded),
+                           "versions", per);
+    shoal_err_clear(&e);
+    if (!st || pr_held_stats_save(srv->held, st, &e) < 0)
+        shoal_log(SHOAL_LOG_WARN, NULL, "cannot save the byte counts: %s",
+                  e.msg[0] ? e.msg : "out of memory");
+    json_decref(st);
+}
+
+/* --- the command ---------------------------------------------------- */
+
+/* listen must be IP:PORT or [IPv6]:PORT; *any set when the address is
+ * the unspecified one (others cannot reach it as such). */
+static int listen_check(const char *listen, int *any, struct shoal_err *err)
+{
+    const char *colon = strrchr(listen, ':');
+    char host[SHOAL_IP_MAX + 2];
+    char canon[SHOAL_IP_MAX];
+    char *end;
+    size_t hlen = colon ? (size_t)(colon - listen) : 0;
+
+    if (hlen == 0 || hlen >= sizeof(host))
+        return pr_usage_err(err, "--listen '%s' is not ADDR:PORT", listen);
+    memcpy(host, listen, hlen);
+    host[hlen] = '\0';
+    if (hlen > 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        memmove(host, host + 1, hlen - 2);
+        host[hlen - 2] = '\0';
+    } else if (strchr(host, ':')) {
+        return pr_usage_err(err, "--listen '%s': write an IPv6 address in "
+                            "brackets, [::1]:7070", listen);
+    }
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (shoal_ip_canonical(host, canon) < 0 || colon[1] < '0' ||
+        colon[1] > '9' || *end || errno || port > 65535)
+        return pr_usage_err(err, "--listen '%s' is not an IP address and a "
+                            "port", listen);
+    *any = strcmp(canon, "0.0.0.0") == 0 || strcmp(canon, "::") == 0;
+    return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o,
+                      struct shoal_err *err)
+{
+    const char *max_storage = NULL, *ratio = NULL, *auth_ttl = NULL;
+    const char *announce_s = NULL, *trust = NULL;
+    const struct pr_opt table[] = {
+        { "listen", &o->listen, NULL },
+        { "advertise", &o->advertise, NULL },
+        { "data-dir", &o->data_dir, NULL },
+        { "max-storage", &max_storage, NULL },
+        { "max-seed-ratio", &ratio, NULL },
+        { "auth-ttl", &auth_ttl, NULL },
+        { "announce-interval", &announce_s, NULL },
+        { "trust-interval", &trust, NULL },
+        { NULL, NULL, NULL },
+    };
+    char *end;
+    int n;
+
+    memset(o, 0, sizeof(*o));
+    o->listen = LISTEN_DEFAULT;
+    o->ratio = RATIO_DEFAULT;
+    o->auth_ttl = AUTH_TTL_DEFAULT;
+    o->trust = TRUST_INTERVAL_DEFAULT;
+    if ((n = pr_opts_parse(table, argc, argv, err)) < 0)
+        return n;
+    if (n > 0)
+        return pr_usage_err(err, "unexpected argument '%s'", argv[1]);
+    if (max_storage && pr_size_parse(max_storage, &o->max_storage) < 0)
+        return pr_usage_err(err, "--max-storage '%s' is not a size (e.g. "
+                            "20GiB)", max_storage);
+    if (ratio) {
+        errno = 0;
+        o->ratio = strtod(ratio, &end);
+        if (errno || end == ratio || *end || !(o->ratio >= 0) ||
+            o->ratio > 1e9)
+            return pr_usage_err(err, "--max-seed-ratio '%s' is not a number "
+                                "of 0 or more", ratio);
+    }
+    if (auth_ttl && (pr_seconds_parse(auth_ttl, &o->auth_ttl) < 0 ||
+                     o->auth_ttl > 86400))
+        return pr_usage_err(err, "--auth-ttl '%s' is not a duration of at "
+                            "most a day", auth_ttl);
+    if (announce_s && (pr_seconds_parse(announce_s, &o->announce) < 0 ||
+                       o->announce < 0.1))
+        return pr_usage_err(err, "--announce-interval '%s' is not a duration"
+                            " of 0.1s or more", announce_s);
+    if (trust && (pr_seconds_parse(trust, &o->trust) < 0 || o->trust < 0.1))
+        return pr_usage_err(err, "--trust-interval '%s' is not a duration of "
+                            "0.1s or more", trust);
+    int any = 0;
+    if (listen_check(o->listen, &any, err) < 0)
+        return PR_USAGE;
+    if (any && !o->advertise)
+        return pr_usage_err(err, "--listen '%s' is not an address others can "
+                            "reach: give --advertise URL", o->listen);
+    return 0;
+}
+
+/* The URL others reach listen at (port: the one bound) into out. */
+static void default_advertise(const char *listen, unsigned port,
+                              char out[PR_URL_MAX])
+{
+    const char *colon = strrchr(listen, ':');
+
+    snprintf(out, PR_URL_MAX, "http://%.*s:%u", (int)(colon - listen), listen,
+             port);
+}
+
+static void interval_wait(sigset_t *set, double secs, int *sig)
+{
+    struct timespec ts;
+    siginfo_t info;
+
+    if (secs < 0.01)
+        secs = 0.01;
+    ts.tv_sec = (time_t)secs;
+    ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
+    int s = sigtimedwait(set, &info, &ts);
+    *sig = s > 0 ? s : 0;
+}
+
+static void run_loop(struct pr_srv *srv, const struct opts *o, sigset_t *set)
+{
+    double ttl = 0;
+    double now = shoal_mono();
+    double next_trust = now + o->trust;
+    double next_announce;
+    int sig = 0;
+
+    announce_round(srv, &ttl);
+    stats_save(srv);
+    next_announce = shoal_mono() +
+                    (o->announce ? o->announce : ttl > 0 ? ttl / 2 : ANNOUNCE_DEFAULT);
+    for (;;) {
+        now = shoal_mono();
+        double wake = next_trust < next_announce ? next_trust : next_announce;
+        interval_wait(set, wake - now, &sig);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        now = shoal_mono();
+        if (now >= next_trust) {
+            struct shoal_err e;
+            shoal_err_clear(&e);
+            if (pr_gate_pull(srv->gate, &e) < 0)
+                shoal_log(SHOAL_LOG_WARN, NULL, "cannot pull the trust bubble:"
+                          " %s", e.msg);
+            next_trust = shoal_mono() + o->trust;
+        }
+        if (now >= next_announce || sig == SIGHUP) {
+            announce_round(srv, &ttl);
+            stats_save(srv);
+            next_announce = shoal_mono() +
+                            (o->announce ? o->announce
+                                         : ttl > 0 ? ttl / 2 : ANNOUNCE_DEFAULT);
+        }
+    }
+    shoal_log(SHOAL_LOG_INFO, NULL, "stopping: withdrawing the announcements");
+}
+
+int pr_cmd_serve(struct pr_ctx *ctx, int argc, char **argv,
+                 struct shoal_err *err)
+{
+    struct opts o;
+    struct pr_srv srv;
+    struct shoal_server *server = NULL;
+    char *dir = NULL;
+    sigset_t set, old;
+    int masked = 0;
+    int rc;
+
+    memset(&srv, 0, sizeof(srv));
+    pthread_mutex_init(&srv.lock, NULL);
+    if ((rc = parse_opts(argc, argv, &o, err)) < 0)
+        goto out_early;
+    rc = -1;
+    if (o.advertise && pr_broker_url(o.advertise, srv.advertise, err) < 0) {
+        rc = pr_usage_err(err, "--advertise '%s' is not an http:// or "
+                          "https:// URL", o.advertise);
+        goto out_early;
+    }
+    if (!getenv("SHOAL_LOG_LEVEL"))
+        shoal_log_set_level(SHOAL_LOG_INFO);
+    srv.id = ctx->id;
+    srv.max_storage = o.max_storage;
+    srv.max_ratio = o.ratio;
+    srv.count = calloc(pr_serve_nroutes + 1, sizeof(*srv.count));
+    if (!srv.count) {
+        shoal_err_set(err, SHOAL_EIO, "out of memory");
+        goto out;
+    }
+    if (!(dir = pr_data_dir(o.data_dir, err)) ||
+        !(srv.held = pr_held_open(dir, err)) ||
+        !(srv.link = pr_link_new(ctx->id, ctx->session_path, err)))
+        goto out;
+    if (!(srv.gate = pr_gate_new(srv.link, o.auth_ttl))) {
+        shoal_err_set(err, SHOAL_EIO, "out of memory");
+        goto out;
+    }
+    struct shoal_err e;
+    shoal_err_clear(&e);
+    if (pr_gate_pull(srv.gate, &e) < 0)
+        shoal_log(SHOAL_LOG_WARN, NULL, "cannot pull the trust bubble: %s",
+                  e.msg);
+    rescan(&srv);
+    stats_load(&srv);
+
+    /* Signals go to sigtimedwait in this thread only: the server's
+     * threads inherit the mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    masked = 1;
+    signal(SIGPIPE, SIG_IGN);
+
+    struct shoal_server_opts so = {
+        .listen = o.listen,
+        .thread_per_connection = 1,
+        .idle_timeout = 30,
+        .request_timeout = 30,
+        .routes = pr_serve_routes,
+        .nroutes = pr_serve_nroutes,
+        .auth = pr_serve_auth,
+        .observe = pr_serve_observe,
+        .app = &srv,
+        .server_header = "shoal/" PR_VERSION,
+        .extra_header_name = "X-Peer-Id",
+        .extra_header_value = ctx->id->user_id,
+    };
+    if (!(server = shoal_server_start(&so, err)))
+        goto out;
+    if (!srv.advertise[0])
+        default_advertise(o.listen, shoal_server_port(server), srv.advertise);
+    size_t nheld = 0;
+    pthread_mutex_lock(&srv.lock);
+    nheld = srv.n;
+    pthread_mutex_unlock(&srv.lock);
+    if (ctx->json) {
+        json_t *v = json_pack("{s:s, s:I, s:s, s:s, s:I}", "url", srv.advertise,
+                              "port", (json_int_t)shoal_server_port(server),
+                              "user_id", ctx->id->user_id, "data_dir", dir,
+                              "versions", (json_int_t)nheld);
+        if (!v || pr_json_print(v, err) < 0) {
+            json_decref(v);
+            goto out;
+        }
+        json_decref(v);
+    } else if (pr_printf(err, "serving %zu file versions at %s\n", nheld,
+                         srv.advertise) < 0 || fflush(stdout) != 0) {
+        goto out;
+    }
+    run_loop(&srv, &o, &set);
+    withdraw_all(&srv);
+    shoal_server_stop(server);
+    server = NULL;
+    stats_save(&srv);
+    rc = 0;
+out:
+    shoal_server_stop(server);
+    if (masked)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pr_serve_clear(&srv);
+    pr_gate_free(srv.gate);
+    pr_link_free(srv.link);
+    pr_held_close(srv.held);
+    free(srv.count);
+    free(dir);
+out_early:
+    pthread_mutex_destroy(&srv.lock);
+    return rc;
+}
