@@ -8,7 +8,7 @@ build="gcc make pkg-config libmicrohttpd-dev libjansson-dev uuid-dev
 libsodium-dev libpq-dev libcurl4-openssl-dev libssl-dev postgresql"
 test="libcmocka-dev python3 python3-pytest python3-requests python3-jsonschema
 python3-yaml curl"
-bench="wrk nginx-light"
+bench="wrk nginx-light aria2 time transmission-cli transmission-daemon opentracker"
 
 case "${1:-build}" in
 build) want="$build" ;;

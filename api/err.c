@@ -41,6 +41,7 @@ static const struct code_info codes[SHOAL_CODE_COUNT] = {
     [SHOAL_EINTERNAL] = {"internal", 500},
     [SHOAL_EUNAVAILABLE] = {"unavailable", 503},
     [SHOAL_ESTORAGE] = {"insufficient_storage", 507},
+    [SHOAL_EBADGATEWAY] = {"bad_gateway", 502},
     [SHOAL_ENET] = {"network_error", 500},
     [SHOAL_EIO] = {"io_error", 500},
     [SHOAL_EPROTO] = {"protocol_error", 500},

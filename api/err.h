@@ -37,6 +37,7 @@ enum shoal_code {
     SHOAL_EINTERNAL,         /* 500 internal */
     SHOAL_EUNAVAILABLE,      /* 503 unavailable */
     SHOAL_ESTORAGE,          /* 507 insufficient_storage */
+    SHOAL_EBADGATEWAY,       /* 502 bad_gateway (an injector's origin failed) */
     /* client side only: never sent by a server */
     SHOAL_ENET,              /* could not reach the server */
     SHOAL_EIO,               /* local file or system error */

@@ -1207,3 +1207,69 @@ void *shoal_req_state(const struct shoal_req *req)
 {
     return req->state;
 }
+
+/* --- streamed bodies with trailers ------------------------------------- */
+
+struct shoal_trailers {
+    struct MHD_Response *resp;
+};
+
+struct stream {
+    shoal_stream_fn read;
+    void *cls;
+    void (*free_cls)(void *);
+    struct shoal_trailers tr;
+};
+
+/* libmicrohttpd writes a chunked response's footers from the response's
+ * header list once the reader has returned end-of-stream (connection.c,
+ * build_connection_chunked_response_footer), so footers added by the
+ * reader just before it ends go out. */
+static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream *st = cls;
+    (void)pos;
+    long n = st->read(st->cls, buf, max, &st->tr);
+    if (n > 0)
+        return (ssize_t)n;
+    return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+                  : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+    struct stream *st = cls;
+    if (st->free_cls)
+        st->free_cls(st->cls);
+    free(st);
+}
+
+int shoal_req_set_stream(struct shoal_req *req, int status,
+                         const char *content_type, shoal_stream_fn read,
+                         void *cls, void (*free_cls)(void *))
+{
+    struct stream *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        if (free_cls)
+            free_cls(cls);
+        return -1;
+    }
+    st->read = read;
+    st->cls = cls;
+    st->free_cls = free_cls;
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 64 * 1024, stream_cb, st, stream_free);
+    if (resp == NULL) {
+        stream_free(st);
+        return -1;
+    }
+    st->tr.resp = resp;
+    set_resp(req, status, resp, content_type);
+    return 0;
+}
+
+int shoal_trailer_add(struct shoal_trailers *tr, const char *name,
+                      const char *value)
+{
+    return MHD_add_response_footer(tr->resp, name, value) == MHD_YES ? 0 : -1;
+}

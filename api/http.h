@@ -200,4 +200,28 @@ void *shoal_req_state(const struct shoal_req *req);
 /* Close the connection after this response. */
 void shoal_req_close(struct shoal_req *req);
 
+/*
+ * A body of unknown length, sent chunked as it is produced, which may end
+ * with trailer fields (HTTP/1.1; an HTTP/1.0 client gets the body up to
+ * the connection's end and no trailers).  read(cls, buf, max, tr) writes
+ * up to max bytes to buf and returns their number (at least 1); at the end
+ * of the body it may add trailers with shoal_trailer_add(tr, …) and
+ * returns 0; it returns -1 to cut the connection short of the last chunk,
+ * so that the client knows the body is incomplete.  read runs on the
+ * connection's thread and may block there (in the pooled mode, every
+ * connection of that thread waits).  free_cls (may be NULL) releases cls
+ * when the response is done or abandoned.  Name the trailers in a Trailer
+ * header (shoal_req_add_header).  -1 on ENOMEM (free_cls is then called).
+ */
+struct shoal_trailers;
+typedef long (*shoal_stream_fn)(void *cls, char *buf, size_t max,
+                                struct shoal_trailers *tr);
+int shoal_req_set_stream(struct shoal_req *req, int status,
+                         const char *content_type, shoal_stream_fn read,
+                         void *cls, void (*free_cls)(void *));
+/* Add a trailer field (copied) from inside a shoal_stream_fn.  -1 when
+ * name or value is not a valid field, or on ENOMEM. */
+int shoal_trailer_add(struct shoal_trailers *tr, const char *name,
+                      const char *value);
+
 #endif

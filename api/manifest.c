@@ -14,7 +14,8 @@
 #include "manifest.h"
 #include "util.h"
 
-#define TEXT_MAX 256                   /* the longest manifest text is 193 */
+#define TEXT_MAX 384                   /* the longest texts: 193 (manifest),
+                                          254 (inject) */
 #define SIG_B64_LEN 88                 /* padded base64 of 64 bytes */
 
 int shoal_piece_size_valid(uint64_t p)
@@ -230,14 +231,52 @@ int shoal_manifest_text(const char *file_id, uint64_t version, uint64_t size,
     return n;
 }
 
+int shoal_inject_text(const char *file_id, uint64_t version, uint64_t size,
+                      uint32_t piece_size,
+                      const unsigned char root[SHOAL_HASH_BYTES],
+                      int64_t expires,
+                      const unsigned char meta[SHOAL_HASH_BYTES], char *out,
+                      size_t cap)
+{
+    char manifest[TEXT_MAX];
+    char hex[2 * SHOAL_HASH_BYTES + 1];
+    int n;
+
+    if (cap > 0)
+        out[0] = '\0';
+    /* The manifest text's lines after its first, then the meta line. */
+    if (shoal_manifest_text(file_id, version, size, piece_size, root, expires,
+                            manifest, sizeof(manifest)) < 0)
+        return -1;
+    shoal_hex_encode(meta, SHOAL_HASH_BYTES, hex);
+    n = snprintf(out, cap, "shoal-inject-v1\n%s%s\n",
+                 strchr(manifest, '\n') + 1, hex);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap > 0)
+            out[0] = '\0';
+        return -1;
+    }
+    return n;
+}
+
+/* The text x is signed over, for file_id: its length, or -1. */
+static int signed_text(const struct shoal_xsign *x, const char *file_id,
+                       char text[TEXT_MAX])
+{
+    if (x->has_meta)
+        return shoal_inject_text(file_id, x->version, x->size, x->piece_size,
+                                 x->root, x->expires, x->meta, text, TEXT_MAX);
+    return shoal_manifest_text(file_id, x->version, x->size, x->piece_size,
+                               x->root, x->expires, text, TEXT_MAX);
+}
+
 void shoal_xsign_sign(struct shoal_xsign *x, const char *file_id,
                       const unsigned char sk[SHOAL_SK_BYTES])
 {
     char text[TEXT_MAX];
     int n;
 
-    n = shoal_manifest_text(file_id, x->version, x->size, x->piece_size,
-                            x->root, x->expires, text, sizeof(text));
+    n = signed_text(x, file_id, text);
     if (n < 0) {
         memset(x->sig, 0, SHOAL_SIG_BYTES);    /* never verifies */
         return;
@@ -248,15 +287,22 @@ void shoal_xsign_sign(struct shoal_xsign *x, const char *file_id,
 void shoal_xsign_format(const struct shoal_xsign *x, char out[SHOAL_XSIGN_MAX])
 {
     char hex[2 * SHOAL_HASH_BYTES + 1];
+    char meta[2 * SHOAL_HASH_BYTES + 8];
     char b64[SIG_B64_LEN + 1];
 
     shoal_hex_encode(x->root, SHOAL_HASH_BYTES, hex);
+    meta[0] = '\0';
+    if (x->has_meta) {
+        memcpy(meta, "; meta=", 7);
+        shoal_hex_encode(x->meta, SHOAL_HASH_BYTES, meta + 7);
+    }
     sodium_bin2base64(b64, sizeof(b64), x->sig, SHOAL_SIG_BYTES,
                       sodium_base64_VARIANT_ORIGINAL);
     snprintf(out, SHOAL_XSIGN_MAX,
              "v=1; key=%s; ver=%" PRIu64 "; size=%" PRIu64 "; piece=%" PRIu32
-             "; root=%s; exp=%" PRId64 "; sig=%s",
-             x->key, x->version, x->size, x->piece_size, hex, x->expires, b64);
+             "; root=%s; exp=%" PRId64 "%s; sig=%s",
+             x->key, x->version, x->size, x->piece_size, hex, x->expires, meta,
+             b64);
 }
 
 /* Skip the literal lit at *p.  0 when it is there. */
@@ -367,6 +413,13 @@ int shoal_xsign_parse(const char *value, struct shoal_xsign *x,
         return bad_field(err, "exp", "must be a decimal number");
     t.expires = (int64_t)num;
 
+    if (take_lit(&p, "; meta=") == 0) {
+        if (take_token(&p, tok, sizeof(tok)) != 0 ||
+            shoal_hex_decode_exact(tok, t.meta, SHOAL_HASH_BYTES, "meta", NULL) != 0)
+            return bad_field(err, "meta", "must be 64 lowercase hex digits");
+        t.has_meta = 1;
+    }
+
     if (take_lit(&p, "; sig=") != 0)
         return bad_field(err, "sig", "is missing or out of place");
     /* The rest of the value: exactly 88 characters of padded base64. */
@@ -387,8 +440,7 @@ int shoal_xsign_verify(const struct shoal_xsign *x, const char *file_id,
     char text[TEXT_MAX];
     int n;
 
-    n = shoal_manifest_text(file_id, x->version, x->size, x->piece_size,
-                            x->root, x->expires, text, sizeof(text));
+    n = signed_text(x, file_id, text);
     if (n < 0 || shoal_sign_verify(pk, (const unsigned char *)text,
                                    (size_t)n, x->sig) != 0)
         return shoal_err_set(err, SHOAL_EPROTO, "signature invalid");

@@ -19,6 +19,14 @@
  *   X-Sign: v=1; key=<broker id>; ver=<version>; size=<bytes>;
  *           piece=<piece size>; root=<hex>; exp=<unix>; sig=<base64>
  * on one line, fields in that order, separated by "; ".
+ *
+ * Injected objects (docs/protocol.md, section 14) are signed over the text
+ *   "shoal-inject-v1\n<file_id>\n<version>\n<size>\n<piece_size>\n"
+ *   "<root hex>\n<expires unix>\n<meta hex>\n"
+ * where meta is the SHA-256 of the object's metadata text (injmeta.h),
+ * and their X-Sign carries one more field before sig:
+ *   …; exp=<unix>; meta=<hex>; sig=<base64>
+ * A value without meta is a plain file's, signed as shoal-manifest-v1.
  */
 #ifndef SHOAL_MANIFEST_H
 #define SHOAL_MANIFEST_H
@@ -72,6 +80,8 @@ struct shoal_xsign {
     uint32_t piece_size;
     unsigned char root[SHOAL_HASH_BYTES];
     int64_t expires;                   /* unix seconds */
+    int has_meta;                      /* an injected object (meta below) */
+    unsigned char meta[SHOAL_HASH_BYTES];   /* SHA-256 of its metadata */
     unsigned char sig[SHOAL_SIG_BYTES];
 };
 
@@ -83,7 +93,17 @@ int shoal_manifest_text(const char *file_id, uint64_t version, uint64_t size,
                         const unsigned char root[SHOAL_HASH_BYTES],
                         int64_t expires, char *out, size_t cap);
 
-/* Sign: fills x->sig for file_id with the broker's secret key; the other
+/* The text signed for an injected object (shoal-inject-v1: the manifest
+ * text's fields, then the metadata hash), into out; as
+ * shoal_manifest_text. */
+int shoal_inject_text(const char *file_id, uint64_t version, uint64_t size,
+                      uint32_t piece_size,
+                      const unsigned char root[SHOAL_HASH_BYTES],
+                      int64_t expires,
+                      const unsigned char meta[SHOAL_HASH_BYTES], char *out,
+                      size_t cap);
+
+/* Sign: fills x->sig for file_id (over the inject text when x->has_meta) with the broker's secret key; the other
  * fields of x must be set.  When shoal_manifest_text refuses them, x->sig
  * is zeroed (it never verifies). */
 void shoal_xsign_sign(struct shoal_xsign *x, const char *file_id,
@@ -94,13 +114,15 @@ void shoal_xsign_format(const struct shoal_xsign *x, char out[SHOAL_XSIGN_MAX]);
 
 /* Parse a header value (strict: every field, in order; key a lowercase
  * UUID, numbers without leading zeros that fit, piece a valid piece size,
- * exp at most INT64_MAX).  -1 with SHOAL_EINVAL naming what is wrong; x is
+ * exp at most INT64_MAX; meta, when present, 64 lowercase hex digits).  -1 with SHOAL_EINVAL naming what is wrong; x is
  * left alone then. */
 int shoal_xsign_parse(const char *value, struct shoal_xsign *x,
                       struct shoal_err *err);
 
 /* Verify x for file_id against the broker key pk at time now: the
- * signature must be valid and unexpired.  -1 with SHOAL_EPROTO
+ * signature must be valid (over the inject text when x->has_meta: the
+ * caller then also checks that the metadata it holds hashes to x->meta)
+ * and unexpired.  -1 with SHOAL_EPROTO
  * ("signature invalid" / "signature expired"). */
 int shoal_xsign_verify(const struct shoal_xsign *x, const char *file_id,
                        const unsigned char pk[SHOAL_PK_BYTES], int64_t now,

@@ -11,13 +11,15 @@ int br_share_access(PGconn *c, const char *user_id, const char *share_id,
                     struct shoal_err *err)
 {
     const char *p[] = { user_id, share_id };
-    /* The same rule as the share list of h_shares.c. */
+    /* The same rule as the share list of h_shares.c; a share readable by
+     * all (the injector's, 004_inject.sql) gives every user read. */
     PGresult *r = br_db_query(c,
-        "SELECT CASE WHEN s.owner_id = $1::uuid THEN 3 ELSE coalesce(("
+        "SELECT CASE WHEN s.owner_id = $1::uuid THEN 3 ELSE greatest(coalesce(("
         "  SELECT max(a.perm) FROM share_acl a WHERE a.share_id = s.share_id"
         "  AND (a.user_id = $1::uuid OR a.group_id IN"
         "   (SELECT m.group_id FROM group_members m WHERE m.user_id = $1::uuid))"
-        " ), 0) END FROM shares s WHERE s.share_id = $2::uuid", 2, p, err);
+        " ), 0), CASE WHEN s.readable_by_all THEN 1 ELSE 0 END) END"
+        " FROM shares s WHERE s.share_id = $2::uuid", 2, p, err);
     if (r == NULL)
         return -1;
     int access = BR_ACCESS_NONE;

@@ -167,6 +167,7 @@ struct br_app {
     int invite_only;
     long long sign_ttl;            /* seconds a manifest signature lasts */
     long long peer_ttl;            /* seconds a tracker announcement lasts */
+    struct br_inject *inject;      /* the injector role (inject.h; NULL: off) */
 };
 
 /* Parse "trust,metadata" into role bits; -1 with SHOAL_EINVAL. */
@@ -308,6 +309,21 @@ int br_version_load(PGconn *c, const char *file_id, int version,
                     struct br_version *v, struct shoal_err *err);
 void br_version_free(struct br_version *v);
 
+/* Insert version 'version' of file_id (size bytes in pieces of
+ * piece_size, with these npieces hashes) made by user 'by', and count its
+ * piece references, inside c's open transaction (h_files.c). */
+int br_version_insert(PGconn *c, const char *file_id, int version,
+                      const char *by, uint64_t size, uint32_t piece_size,
+                      const unsigned char (*hashes)[32], uint64_t npieces,
+                      struct shoal_err *err);
+
+/* The holders of version v of file_id, as GET /v1/files/{id}/peers lists
+ * them (file brokers, then live announcements), appended to the JSON
+ * array list (h_peers.c). */
+int br_peers_list(struct br_app *app, const char *file_id,
+                  const struct br_version *v, json_t *list,
+                  struct shoal_err *err);
+
 /* The X-Sign header value for a version, signed now; *expires (may be
  * NULL) gets its expiry. */
 void br_version_xsign(const struct br_app *app, const char *file_id,
@@ -361,6 +377,13 @@ void br_gc_remove(struct br_app *app, PGconn *c, const unsigned char hash[32]);
 /* The sweeper thread (nothing when the file role is off). */
 int br_gc_start(struct br_app *app, struct shoal_err *err);
 void br_gc_stop(struct br_app *app);
+
+/* --- the injector (h_inject.c) --- */
+
+/* Read the inject_* keys and set up app->inject when the broker plays the
+ * injector role; -1 with SHOAL_EINVAL on a bad value. */
+int br_inject_start(struct br_app *app, struct shoal_err *err);
+void br_inject_stop(struct br_app *app);
 
 /* --- the route table (routes.c) --- */
 
@@ -418,6 +441,10 @@ BR_HANDLER(h_quota_put);
 BR_HANDLER(h_peer_announce);
 BR_HANDLER(h_peer_list);
 BR_HANDLER(h_peer_withdraw);
+BR_HANDLER(h_inject);
+BR_HANDLER(h_inject_get);
+BR_HANDLER(h_swarm_get);
+BR_HANDLER(h_challenge);
 
 /* Small shared helpers for handlers (handlers.c). */
 

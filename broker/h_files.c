@@ -207,6 +207,18 @@ fail:
     return -1;
 }
 
+int br_version_insert(PGconn *c, const char *file_id, int version,
+                      const char *by, uint64_t size, uint32_t piece_size,
+                      const unsigned char (*hashes)[32], uint64_t npieces,
+                      struct shoal_err *err)
+{
+    struct content ct = { .size = size, .piece_size = piece_size,
+                          .npieces = npieces,
+                          .hashes = (unsigned char (*)[32])hashes };
+    shoal_merkle_root(hashes, npieces, ct.root);
+    return version_insert(c, file_id, version, by, &ct, err);
+}
+
 #define FILE_COLUMNS \
     "f.file_id, f.share_id, f.path, f.name, f.owner_id, f.latest, v.size," \
     " v.piece_size, v.npieces, encode(v.root, 'hex')," \

@@ -244,6 +244,16 @@ static int list_peers(struct br_app *app, const char *file_id,
     return rc;
 }
 
+int br_peers_list(struct br_app *app, const char *file_id,
+                  const struct br_version *v, json_t *list,
+                  struct shoal_err *err)
+{
+    if (list_brokers(app, v, list, err) != 0 ||
+        list_peers(app, file_id, v, list, err) != 0)
+        return -1;
+    return 0;
+}
+
 BR_HANDLER(h_peer_list)
 {
     struct br_app *app = br_app_of(req);

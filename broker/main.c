@@ -30,6 +30,10 @@ static const struct shoal_config_key config_keys[] = {
     { "version_cache", "64MiB", "memory for versions and their piece hashes" },
     { "sign_ttl", "7d", "how long a manifest signature (X-Sign) stays valid" },
     { "peer_ttl", "5m", "how long a tracker announcement lasts unless the peer refreshes it" },
+    { "inject_allow", NULL, "CIDR blocks an injector may fetch from although they are loopback, private, link-local, multicast or reserved" },
+    { "inject_max_size", "1GiB", "largest web object one injection takes" },
+    { "inject_timeout", "20s", "an origin silent this long (connecting, or between bytes) is abandoned; keep it below idle_timeout" },
+    { "inject_ttl", "7d", "longest life of an injected object's signature (the origin may ask for less)" },
     { "connection_threads", "on", "one thread per connection (fastest file serving); off: an event-loop pool of 'threads'" },
     { "threads", "4", "HTTP worker threads of the pool (connection_threads off)" },
     { "db_connections", "4", "PostgreSQL connections in the pool" },
@@ -273,6 +277,8 @@ int main(int argc, char **argv)
         shoal_err_set(&err, SHOAL_EINVAL, "peer_ttl must be 1s to 1d");
         goto fail;
     }
+    if (br_inject_start(&app, &err) != 0)
+        goto fail;
     if (app.roles & BR_ROLE_FILE) {
         snprintf(path, sizeof path, "%s/store", dir);
         if ((app.store = shoal_store_open(path, &err)) == NULL)
@@ -396,6 +402,7 @@ out:
     br_gc_stop(&app);
     br_usage_stop(&app);
     br_vcache_free(app.vcache);
+    br_inject_stop(&app);
     shoal_store_close(app.store);
     br_cache_free(app.cache);
     br_db_close(app.db);

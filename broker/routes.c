@@ -76,6 +76,11 @@ const struct shoal_route br_routes[] = {
     R("GET", "/v1/files/{id}/peers", AUTH, h_peer_list),
     R("DELETE", "/v1/files/{id}/peers", AUTH, h_peer_withdraw),
 
+    R("POST", "/v1/inject", AUTH | JSON, h_inject),
+    R("GET", "/v1/inject", AUTH, h_inject_get),
+    R("GET", "/v1/swarms/{swarm}", AUTH, h_swarm_get),
+    R("POST", "/v1/challenge", JSON, h_challenge),
+
     R("GET", "/v1/usage", AUTH | ADMIN_OK, h_usage),
 };
 

@@ -36,6 +36,7 @@ static const struct {
     {SHOAL_EINTERNAL, "internal", 500},
     {SHOAL_EUNAVAILABLE, "unavailable", 503},
     {SHOAL_ESTORAGE, "insufficient_storage", 507},
+    {SHOAL_EBADGATEWAY, "bad_gateway", 502},
 };
 
 static void test_table_matches_spec(void **state)
