@@ -1,5 +1,7 @@
 /*
- * client.c - JSON REST calls over one reused libcurl easy handle.
+ * client.c - JSON REST calls over one reused libcurl easy handle.  A
+ * large body can be made as it is sent (req->read), and the large array
+ * of an answer handed over one element at a time (req->each).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -13,10 +15,40 @@
 #include "util.h"
 
 #define REPLY_MAX (64UL * 1024 * 1024)
+#define KEY_MAX 256          /* longest member name (as sent) split on */
 
 struct header {
     char *name;
     char *value;
+};
+
+/*
+ * An answer read with its array under req->each_key split off: a scan of
+ * the JSON text that only follows strings and nesting, so that the bytes
+ * of each element reach jansson alone and the others (the array shown
+ * empty) go to the body as usual.
+ */
+struct split {
+    const struct shoal_client_req *req;
+    int decided;         /* on is known (at the first byte of the body) */
+    int on;              /* a 2xx JSON answer: split it */
+    int depth;           /* of the objects and arrays around the byte */
+    int in_str;
+    int esc;             /* in_str, after a '\\' */
+    int top_obj;         /* the answer is an object */
+    int want_key;        /* in that object, a member name comes next */
+    int key_state;       /* 1 reading a name, 2 read, 3 after its ':' */
+    char key[KEY_MAX];   /* the name as sent, quotes included */
+    size_t key_len;
+    int in_array;        /* inside the array under each_key */
+    int sep;             /* ... after a ',' */
+    char *elem;          /* the element at hand */
+    size_t elem_len;
+    size_t elem_cap;
+    size_t index;
+    int failed;          /* an element was malformed or each failed */
+    int malformed;
+    struct shoal_err err;
 };
 
 struct shoal_client {
@@ -30,9 +62,14 @@ struct shoal_client {
     size_t body_cap;
     int body_overflow;
     int body_oom;
+    size_t body_seen;    /* bytes of the answer, split off or not */
     struct header *headers;   /* the last answer's headers */
     size_t nheaders;
     int headers_oom;
+    const struct shoal_client_req *up;   /* the body read makes */
+    uint64_t up_off;
+    int up_failed;
+    struct split split;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -89,6 +126,7 @@ void shoal_client_free(struct shoal_client *c)
         curl_easy_cleanup(c->curl);
     headers_clear(c);
     free(c->body);
+    free(c->split.elem);
     free(c->source);
     if (c->bearer != NULL) {
         explicit_bzero(c->bearer, strlen(c->bearer));
@@ -120,17 +158,20 @@ void shoal_client_set_source(struct shoal_client *c, const char *ip)
         c->source = NULL;
 }
 
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
+/* 1 when the last answer says its body is JSON. */
+static int reply_is_json(const struct shoal_client *c)
 {
-    struct shoal_client *c = arg;
-    size_t len = size * n;
+    const char *ct = shoal_client_header(c, "Content-Type");
+
+    return ct != NULL && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+/* Add len bytes to the body of the answer.  -1 on ENOMEM. */
+static int body_add(struct shoal_client *c, const char *data, size_t len)
+{
     size_t cap;
     char *p;
 
-    if (len > REPLY_MAX - c->body_len) {
-        c->body_overflow = 1;
-        return 0;       /* makes curl stop with CURLE_WRITE_ERROR */
-    }
     if (c->body_len + len + 1 > c->body_cap) {
         cap = c->body_cap > 0 ? c->body_cap : 4096;
         while (cap < c->body_len + len + 1)
@@ -138,7 +179,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
         p = realloc(c->body, cap);
         if (p == NULL) {
             c->body_oom = 1;
-            return 0;
+            return -1;
         }
         c->body = p;
         c->body_cap = cap;
@@ -146,7 +187,259 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     memcpy(c->body + c->body_len, data, len);
     c->body_len += len;
     c->body[c->body_len] = '\0';
-    return len;
+    return 0;
+}
+
+/* Add one byte to the element at hand.  -1 on ENOMEM. */
+static int elem_add(struct shoal_client *c, char ch)
+{
+    struct split *s = &c->split;
+    size_t cap;
+    char *p;
+
+    if (s->elem_len == s->elem_cap) {
+        cap = s->elem_cap > 0 ? 2 * s->elem_cap : 256;
+        p = realloc(s->elem, cap);
+        if (p == NULL) {
+            c->body_oom = 1;
+            return -1;
+        }
+        s->elem = p;
+        s->elem_cap = cap;
+    }
+    s->elem[s->elem_len++] = ch;
+    return 0;
+}
+
+static int is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/* 1 when the member name just read (JSON text in s->key) is each_key. */
+static int key_is(const struct split *s)
+{
+    json_t *k;
+    int same;
+
+    if (s->key_len >= sizeof(s->key))
+        return 0;
+    k = json_loadb(s->key, s->key_len, JSON_DECODE_ANY, NULL);
+    same = json_is_string(k) &&
+           json_string_length(k) == strlen(s->req->each_key) &&
+           strcmp(json_string_value(k), s->req->each_key) == 0;
+    json_decref(k);
+    return same;
+}
+
+/* The element at hand is whole (a ',' or, when last, the ']' ends it):
+ * parse it and hand it to each.  -1 with s->failed set. */
+static int elem_end(struct split *s, int last)
+{
+    const char *p = s->elem;
+    size_t n = s->elem_len;
+    json_t *v;
+    int rc;
+
+    while (n > 0 && is_space(*p)) {
+        p++;
+        n--;
+    }
+    while (n > 0 && is_space(p[n - 1]))
+        n--;
+    s->elem_len = 0;
+    if (n == 0) {
+        if (last && !s->sep)
+            return 0;           /* [] */
+        s->malformed = 1;
+        s->failed = 1;
+        return -1;
+    }
+    s->sep = !last;
+    v = json_loadb(p, n, JSON_DECODE_ANY, NULL);
+    if (v == NULL) {
+        s->malformed = 1;
+        s->failed = 1;
+        return -1;
+    }
+    rc = s->req->each(s->req->each_arg, s->index++, v, &s->err);
+    json_decref(v);
+    if (rc < 0)
+        s->failed = 1;
+    return rc < 0 ? -1 : 0;
+}
+
+/* Follow the strings (and the member name at hand) of the text. */
+static void split_str(struct split *s, char ch)
+{
+    if (s->esc)
+        s->esc = 0;
+    else if (ch == '\\')
+        s->esc = 1;
+    else if (ch == '"')
+        s->in_str = 0;
+    if (s->key_state == 1 && s->key_len < sizeof(s->key))
+        s->key[s->key_len++] = ch;
+    if (s->key_state == 1 && !s->in_str)
+        s->key_state = 2;
+}
+
+/* One byte of the array under each_key.  1 when it closed the array,
+ * -1 on failure. */
+static int split_array(struct shoal_client *c, char ch)
+{
+    struct split *s = &c->split;
+
+    if (s->in_str) {
+        split_str(s, ch);
+        return elem_add(c, ch);
+    }
+    if (s->depth == 2 && (ch == ',' || ch == ']')) {
+        if (elem_end(s, ch == ']') < 0)
+            return -1;
+        if (ch == ',')
+            return 0;
+        s->in_array = 0;
+        s->depth = 1;
+        return 1;
+    }
+    if (ch == '"')
+        s->in_str = 1;
+    else if (ch == '{' || ch == '[')
+        s->depth++;
+    else if (ch == '}' || ch == ']')
+        s->depth--;
+    if (s->depth < 2) {         /* a '}' closed the array */
+        s->malformed = 1;
+        s->failed = 1;
+        return -1;
+    }
+    return elem_add(c, ch);
+}
+
+/* One byte of the text outside that array.  1 when it opened the
+ * array. */
+static int split_other(struct split *s, char ch)
+{
+    if (s->in_str) {
+        split_str(s, ch);
+        return 0;
+    }
+    if (is_space(ch))
+        return 0;
+    if (s->depth == 1 && s->key_state == 2 && ch == ':') {
+        s->key_state = 3;
+        return 0;
+    }
+    if (s->depth == 1 && s->key_state == 3 && ch == '[' && key_is(s)) {
+        s->key_state = 0;
+        s->in_array = 1;
+        s->sep = 0;
+        s->elem_len = 0;
+        s->depth = 2;
+        return 1;
+    }
+    s->key_state = 0;
+    if (ch == '"') {
+        s->in_str = 1;
+        if (s->depth == 1 && s->want_key) {
+            s->key_state = 1;
+            s->key[0] = ch;
+            s->key_len = 1;
+        }
+    } else if (ch == '{' || ch == '[') {
+        if (s->depth == 0)
+            s->top_obj = s->want_key = ch == '{';
+        s->depth++;
+    } else if (ch == '}' || ch == ']') {
+        s->depth--;
+    } else if (ch == ',' && s->depth == 1) {
+        s->want_key = s->top_obj;
+        return 0;
+    }
+    if (s->depth == 1 && ch != '{')
+        s->want_key = 0;
+    return 0;
+}
+
+/* Pass len bytes of a split answer on: the array's to each, the others
+ * to the body.  -1 on failure. */
+static int split_feed(struct shoal_client *c, const char *data, size_t len)
+{
+    struct split *s = &c->split;
+    size_t from = 0;            /* start of the bytes for the body */
+    size_t i;
+    int r;
+
+    for (i = 0; i < len; i++) {
+        if (s->in_array) {
+            r = split_array(c, data[i]);
+            if (r < 0)
+                return -1;
+            if (r > 0)
+                from = i;       /* the ']' goes to the body */
+        } else if (split_other(s, data[i]) > 0) {
+            if (body_add(c, data + from, i + 1 - from) < 0)
+                return -1;      /* up to the '[' */
+        }
+    }
+    if (!s->in_array && body_add(c, data + from, len - from) < 0)
+        return -1;
+    return 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    struct shoal_client *c = arg;
+    struct split *s = &c->split;
+    size_t len = size * n;
+    long code = 0;
+
+    if (len > REPLY_MAX - c->body_seen) {
+        c->body_overflow = 1;
+        return 0;       /* makes curl stop with CURLE_WRITE_ERROR */
+    }
+    c->body_seen += len;
+    if (s->req != NULL && !s->decided) {
+        s->decided = 1;
+        if (curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE,
+                              &code) != CURLE_OK)
+            code = 0;
+        s->on = code >= 200 && code <= 299 && reply_is_json(c);
+    }
+    if (s->on)
+        return split_feed(c, data, len) < 0 ? 0 : len;
+    return body_add(c, data, len) < 0 ? 0 : len;
+}
+
+/* The body of a request from req->read, as curl asks for it. */
+static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+{
+    struct shoal_client *c = arg;
+    uint64_t left = c->up->len - c->up_off;
+    size_t want = size * n;
+
+    if (want > left)
+        want = (size_t)left;
+    if (want == 0)
+        return 0;
+    if (c->up->read(c->up->read_arg, c->up_off, buf, want) < 0) {
+        c->up_failed = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    c->up_off += want;
+    return want;
+}
+
+/* curl starts the body over when it sends the call again. */
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+    struct shoal_client *c = arg;
+
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > c->up->len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    c->up_off = (uint64_t)offset;
+    return CURL_SEEKFUNC_OK;
 }
 
 /* Keep "Name: value" lines; a status line starts a new set (after a
@@ -235,6 +528,13 @@ static int prepare(struct shoal_client *c, const char *method, const char *url,
     if (text != NULL) {
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
         SETOPT(CURLOPT_POSTFIELDS, text);
+    } else if (c->up != NULL) {
+        SETOPT(CURLOPT_POST, 1L);       /* CUSTOMREQUEST names the method */
+        SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->up->len);
+        SETOPT(CURLOPT_READFUNCTION, on_read);
+        SETOPT(CURLOPT_READDATA, c);
+        SETOPT(CURLOPT_SEEKFUNCTION, on_seek);
+        SETOPT(CURLOPT_SEEKDATA, c);
     } else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
         SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
         SETOPT(CURLOPT_POSTFIELDS, "");
@@ -284,17 +584,75 @@ static void url_for_msg(const struct shoal_client *c, const char *path,
     }
 }
 
-/* 1 when the last answer says its body is JSON. */
-static int reply_is_json(const struct shoal_client *c)
-{
-    const char *ct = shoal_client_header(c, "Content-Type");
-
-    return ct != NULL && strncasecmp(ct, "application/json", 16) == 0;
-}
-
 int shoal_client_call(struct shoal_client *c, const char *method,
                       const char *path, const json_t *body, json_t **reply,
                       int *status, struct shoal_err *err)
+{
+    struct shoal_client_req req;
+
+    memset(&req, 0, sizeof(req));
+    req.body = body;
+    return shoal_client_call_req(c, method, path, &req, reply, status, err);
+}
+
+/* Ready c for a call of req: no answer yet. */
+static void call_reset(struct shoal_client *c,
+                       const struct shoal_client_req *req)
+{
+    struct split *s = &c->split;
+    char *elem = s->elem;
+    size_t cap = s->elem_cap;
+
+    curl_easy_reset(c->curl);   /* keeps the live connections */
+    headers_clear(c);
+    c->body_len = 0;
+    c->body_seen = 0;
+    c->body_overflow = 0;
+    c->body_oom = 0;
+    c->errbuf[0] = '\0';
+    c->up = req->body == NULL && req->read != NULL ? req : NULL;
+    c->up_off = 0;
+    c->up_failed = 0;
+    memset(s, 0, sizeof(*s));
+    s->elem = elem;
+    s->elem_cap = cap;
+    if (req->each_key != NULL && req->each != NULL)
+        s->req = req;
+}
+
+/* err for a call that curl could not finish. */
+static void call_failed(struct shoal_client *c, const char *method,
+                        const char *shown, CURLcode rc, struct shoal_err *err)
+{
+    if (c->split.failed && !c->split.malformed) {
+        if (err != NULL)
+            *err = c->split.err;
+        return;
+    }
+    if (c->split.malformed)
+        shoal_err_set(err, SHOAL_EPROTO, "malformed JSON in the answer of "
+                      "'%s %s'", method, shown);
+    else if (c->body_overflow)
+        shoal_err_set(err, SHOAL_EPROTO, "answer of '%s %s' is larger than "
+                      "%lu bytes", method, shown, REPLY_MAX);
+    else if (c->body_oom || c->headers_oom)
+        shoal_err_set(err, SHOAL_EINTERNAL, "out of memory reading the "
+                      "answer of '%s %s'", method, shown);
+    else if (c->up_failed)
+        shoal_err_set(err, SHOAL_EINTERNAL, "cannot make the body of "
+                      "'%s %s'", method, shown);
+    else
+        shoal_err_set(err, SHOAL_ENET, "cannot reach '%s': %s", shown,
+                      c->errbuf[0] != '\0' ? c->errbuf :
+                      curl_easy_strerror(rc));
+    if (err != NULL)
+        err->status = 0;
+}
+
+int shoal_client_call_req(struct shoal_client *c, const char *method,
+                          const char *path,
+                          const struct shoal_client_req *req, json_t **reply,
+                          int *status, struct shoal_err *err)
 {
     struct curl_slist *hdrs = NULL;
     char *url = NULL;
@@ -310,27 +668,23 @@ int shoal_client_call(struct shoal_client *c, const char *method,
         *reply = NULL;
     if (status != NULL)
         *status = 0;
-    curl_easy_reset(c->curl);   /* keeps the live connections */
-    headers_clear(c);
-    c->body_len = 0;
-    c->body_overflow = 0;
-    c->body_oom = 0;
-    c->errbuf[0] = '\0';
+    call_reset(c, req);
     url_for_msg(c, path, shown, sizeof(shown));
     if (asprintf(&url, "%s%s", c->base, path) < 0) {
         url = NULL;
         shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
         goto out;
     }
-    if (body != NULL) {
-        text = shoal_json_dump(body);
+    if (req->body != NULL) {
+        text = shoal_json_dump(req->body);
         if (text == NULL) {
             shoal_err_set(err, SHOAL_EINTERNAL, "cannot encode the body of "
                           "'%s %s'", method, shown);
             goto out;
         }
-        hdrs = add_header(hdrs, "Content-Type: application/json", &oom);
     }
+    if (text != NULL || c->up != NULL)
+        hdrs = add_header(hdrs, "Content-Type: application/json", &oom);
     hdrs = add_header(hdrs, "Accept: application/json", &oom);
     hdrs = add_header(hdrs, "Expect:", &oom);
     if (c->bearer != NULL)
@@ -343,18 +697,7 @@ int shoal_client_call(struct shoal_client *c, const char *method,
         goto out;
     rc = curl_easy_perform(c->curl);
     if (rc != CURLE_OK) {
-        if (c->body_overflow)
-            shoal_err_set(err, SHOAL_EPROTO, "answer of '%s %s' is larger "
-                          "than %lu bytes", method, shown, REPLY_MAX);
-        else if (c->body_oom || c->headers_oom)
-            shoal_err_set(err, SHOAL_EINTERNAL, "out of memory reading the "
-                          "answer of '%s %s'", method, shown);
-        else
-            shoal_err_set(err, SHOAL_ENET, "cannot reach '%s': %s", shown,
-                          c->errbuf[0] != '\0' ? c->errbuf :
-                          curl_easy_strerror(rc));
-        if (err != NULL)
-            err->status = 0;
+        call_failed(c, method, shown, rc, err);
         goto out;
     }
     if (curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK)
@@ -388,5 +731,7 @@ out:
         free(text);
     }
     free(url);
+    c->up = NULL;
+    c->split.req = NULL;
     return ret;
 }

@@ -40,6 +40,42 @@ static int refuse(struct shoal_err *err, const char *id, const char *why)
                          "'%s': %s", id, why);
 }
 
+/* The piece hashes of a manifest, decoded as they arrive (the answer's
+ * piece_hashes never exists as JSON). */
+struct hash_sink {
+    const char *id;
+    unsigned char (*hashes)[SHOAL_HASH_BYTES];    /* n of them, owned */
+    uint64_t n;
+    uint64_t cap;
+};
+
+static int hash_take(void *arg, size_t i, json_t *v, struct shoal_err *err)
+{
+    struct hash_sink *s = arg;
+    unsigned char (*p)[SHOAL_HASH_BYTES];
+    char why[64];
+    uint64_t cap;
+
+    if (i == 0)
+        s->n = 0;               /* an answer starts */
+    if (s->n == s->cap) {
+        cap = s->cap ? 2 * s->cap : 1024;
+        p = realloc(s->hashes, cap * sizeof(*p));
+        if (!p)
+            return shoal_err_set(err, SHOAL_EIO, "out of memory");
+        s->hashes = p;
+        s->cap = cap;
+    }
+    if (!json_is_string(v) ||
+        shoal_hex_decode_exact(json_string_value(v), s->hashes[s->n],
+                               SHOAL_HASH_BYTES, "hash", NULL) < 0) {
+        snprintf(why, sizeof(why), "piece hash %zu is not 64 hex digits", i);
+        return refuse(err, s->id, why);
+    }
+    s->n++;
+    return 0;
+}
+
 /* The signature: X-Sign (header, else the body's x_sign) by the pinned
  * broker key over this file. */
 static int check_signature(const struct pr_ctx *ctx, const char *id,
@@ -84,28 +120,28 @@ static int check_signature(const struct pr_ctx *ctx, const char *id,
 }
 
 /* Everything the body says must be what was signed; the piece hashes
- * must give the signed root. */
+ * (in hs, from the body's piece_hashes, taken into m) must give the
+ * signed root. */
 static int check_body(const char *id, const json_t *ans,
-                      const struct shoal_xsign *x, struct manifest *m,
-                      struct shoal_err *err)
+                      const struct shoal_xsign *x, struct hash_sink *hs,
+                      struct manifest *m, struct shoal_err *err)
 {
     unsigned char root[SHOAL_HASH_BYTES];
     const char *file_id = json_string_value(json_object_get(ans, "file_id"));
     const char *root_hex = json_string_value(json_object_get(ans, "root"));
     json_t *list = json_object_get(ans, "piece_hashes");
-    json_t *v;
     json_int_t version;
     json_int_t size;
     json_int_t piece;
     json_int_t pieces;
     char why[160];
-    size_t i;
 
     if (shoal_json_int(ans, "version", &version, NULL) < 0 ||
         shoal_json_int(ans, "size", &size, NULL) < 0 ||
         shoal_json_int(ans, "piece_size", &piece, NULL) < 0 ||
         shoal_json_int(ans, "pieces", &pieces, NULL) < 0 ||
-        !file_id || !root_hex || !json_is_array(list))
+        !file_id || !root_hex || !json_is_array(list) ||
+        json_array_size(list) != 0)     /* its elements went to hs */
         return refuse(err, id, "a field is missing or mistyped");
     if (strcasecmp(file_id, id) != 0)
         return refuse(err, id, "it is about another file");
@@ -125,24 +161,16 @@ static int check_body(const char *id, const json_t *ans,
     m->piece_size = x->piece_size;
     m->count = shoal_piece_count(m->size, m->piece_size);
     memcpy(m->root, x->root, sizeof(m->root));
-    if (pieces < 0 || (uint64_t)pieces != m->count ||
-        json_array_size(list) != m->count) {
-        snprintf(why, sizeof(why), "it lists %zu piece hashes, a file of %"
-                 PRIu64 " bytes has %" PRIu64, json_array_size(list), m->size,
+    if (pieces < 0 || (uint64_t)pieces != m->count || hs->n != m->count) {
+        snprintf(why, sizeof(why), "it lists %" PRIu64 " piece hashes, a "
+                 "file of %" PRIu64 " bytes has %" PRIu64, hs->n, m->size,
                  m->count);
         return refuse(err, id, why);
     }
-    m->hashes = calloc(m->count ? m->count : 1, sizeof(*m->hashes));
+    m->hashes = hs->hashes ? hs->hashes : calloc(1, sizeof(*m->hashes));
+    hs->hashes = NULL;
     if (!m->hashes)
         return shoal_err_set(err, SHOAL_EIO, "out of memory");
-    json_array_foreach(list, i, v) {
-        if (shoal_hex_decode_exact(json_string_value(v), m->hashes[i],
-                                   SHOAL_HASH_BYTES, "hash", NULL) < 0) {
-            snprintf(why, sizeof(why), "piece hash %zu is not 64 hex "
-                     "digits", i);
-            return refuse(err, id, why);
-        }
-    }
     shoal_merkle_root((const unsigned char (*)[SHOAL_HASH_BYTES])m->hashes,
                       m->count, root);
     if (memcmp(root, m->root, sizeof(root)) != 0)
@@ -154,6 +182,8 @@ static int check_body(const char *id, const json_t *ans,
 static int manifest_get(struct pr_ctx *ctx, const char *id, uint64_t version,
                         struct manifest *m, struct shoal_err *err)
 {
+    struct shoal_client_req req;
+    struct hash_sink hs;
     struct shoal_xsign x;
     json_t *ans = NULL;
     char url[128];
@@ -164,8 +194,14 @@ static int manifest_get(struct pr_ctx *ctx, const char *id, uint64_t version,
                  id, version);
     else
         snprintf(url, sizeof(url), "/v1/files/%s/manifest", id);
-    if (pr_call(ctx, "GET", url, NULL, &ans, err) < 0)
-        return -1;
+    memset(&hs, 0, sizeof(hs));
+    hs.id = id;
+    memset(&req, 0, sizeof(req));
+    req.each_key = "piece_hashes";
+    req.each = hash_take;
+    req.each_arg = &hs;
+    if (pr_call_req(ctx, "GET", url, &req, &ans, err) < 0)
+        goto out;
     if (!json_is_object(ans)) {
         refuse(err, id, "it is not a JSON object");
         goto out;
@@ -173,7 +209,7 @@ static int manifest_get(struct pr_ctx *ctx, const char *id, uint64_t version,
     if (check_signature(ctx, id, ans, shoal_client_header(ctx->client,
                                                            "X-Sign"),
                         &x, err) < 0 ||
-        check_body(id, ans, &x, m, err) < 0)
+        check_body(id, ans, &x, &hs, m, err) < 0)
         goto out;
     if (version && m->version != version) {
         refuse(err, id, "it is not the version asked for");
@@ -181,6 +217,7 @@ static int manifest_get(struct pr_ctx *ctx, const char *id, uint64_t version,
     }
     rc = 0;
 out:
+    free(hs.hashes);
     json_decref(ans);
     return rc;
 }

@@ -7,7 +7,9 @@
  * 2. hash FILE once, piece by piece, on every core (pread, no whole-file
  *    buffer), and compute the Merkle root;
  * 3. POST /v1/files for a new file, PUT /v1/files/{id} for a new version
- *    when the root differs, nothing when it is the same;
+ *    when the root differs, nothing when it is the same (the body is
+ *    written from the binary hashes as it is sent: no JSON copy of the
+ *    list);
  * 4. GET /have and upload the pieces the broker lacks over N parallel
  *    keep-alive connections (transfer.c).  Running put again resumes.
  *
@@ -183,20 +185,88 @@ out:
     return rc;
 }
 
-/* {…, "piece_hashes": [hex…]} added to body. */
-static int add_hashes(json_t *body, const unsigned char (*hashes)[32],
-                      uint64_t count, struct shoal_err *err)
-{
-    json_t *list = json_array();
-    char hex[2 * SHOAL_HASH_BYTES + 1];
-    uint64_t i;
+/*
+ * The body of POST /v1/files or PUT /v1/files/{id}, made as it is sent
+ * (shoal_client_read_fn): the fields of a small object, then
+ * "piece_hashes" written from the hashes, so that the list is never
+ * held as JSON.
+ */
+#define HASH_ITEM (2 * SHOAL_HASH_BYTES + 3)     /* "<hex>", */
 
-    if (!list || json_object_set_new(body, "piece_hashes", list) < 0)
+struct hash_body {
+    char *head;            /* {<fields>,"piece_hashes":[ */
+    size_t head_len;
+    const unsigned char (*hashes)[SHOAL_HASH_BYTES];
+    uint64_t items;        /* bytes of the list (no ',' after the last) */
+    uint64_t len;          /* of the whole body, "]}" included */
+};
+
+/* b for fields (borrowed) and count hashes (borrowed until
+ * hash_body_free).  -1 on ENOMEM. */
+static int hash_body_init(struct hash_body *b, const json_t *fields,
+                          const unsigned char (*hashes)[SHOAL_HASH_BYTES],
+                          uint64_t count, struct shoal_err *err)
+{
+    static const char list[] = ",\"piece_hashes\":[";
+    char *text = shoal_json_dump(fields);
+    size_t n = text ? strlen(text) : 0;
+    char *p;
+
+    memset(b, 0, sizeof(*b));
+    if (!text || n < 2 || text[n - 1] != '}' ||
+        !(p = realloc(text, n - 1 + sizeof(list)))) {
+        free(text);
         return shoal_err_set(err, SHOAL_EIO, "out of memory");
-    for (i = 0; i < count; i++) {
-        shoal_hex_encode(hashes[i], SHOAL_HASH_BYTES, hex);
-        if (json_array_append_new(list, json_string(hex)) < 0)
-            return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    }
+    memcpy(p + n - 1, list, sizeof(list));      /* in place of the '}' */
+    b->head = p;
+    b->head_len = n - 1 + sizeof(list) - 1;
+    b->hashes = hashes;
+    b->items = count ? count * HASH_ITEM - 1 : 0;
+    b->len = b->head_len + b->items + 2;
+    return 0;
+}
+
+static void hash_body_free(struct hash_body *b)
+{
+    free(b->head);
+    b->head = NULL;
+}
+
+static int hash_body_read(void *arg, uint64_t off, char *buf, size_t size)
+{
+    const struct hash_body *b = arg;
+    char item[HASH_ITEM];           /* the hex's NUL goes where '"' will */
+    const char *from;
+    uint64_t at;
+    uint64_t n;
+
+    while (size > 0) {
+        if (off < b->head_len) {
+            from = b->head + off;
+            n = b->head_len - off;
+        } else if ((at = off - b->head_len) < b->items) {
+            item[0] = '"';
+            shoal_hex_encode(b->hashes[at / HASH_ITEM], SHOAL_HASH_BYTES,
+                             item + 1);
+            item[HASH_ITEM - 2] = '"';
+            item[HASH_ITEM - 1] = ',';
+            from = item + at % HASH_ITEM;
+            n = HASH_ITEM - at % HASH_ITEM;
+            if (n > b->items - at)
+                n = b->items - at;      /* the last has no ',' */
+        } else if ((at -= b->items) < 2) {
+            from = "]}" + at;
+            n = 2 - at;
+        } else {
+            return -1;                  /* past the end */
+        }
+        if (n > size)
+            n = size;
+        memcpy(buf, from, (size_t)n);
+        buf += n;
+        off += n;
+        size -= (size_t)n;
     }
     return 0;
 }
@@ -368,28 +438,35 @@ int pr_cmd_put(struct pr_ctx *ctx, int argc, char **argv,
         action = "unchanged";
         file = json_incref(old);
     } else {
+        struct shoal_client_req req;
+        struct hash_body hb;
+
         body = json_pack("{s:I, s:i}", "size", (json_int_t)size,
                          "piece_size", (int)a.piece_size);
-        if (!body || add_hashes(body, (const unsigned char (*)[32])hashes,
-                                count, err) < 0) {
+        if (!body || (!old &&
+            (json_object_set_new(body, "share_id",
+                                 json_string(share_id)) < 0 ||
+             json_object_set_new(body, "path", json_string(a.path)) < 0 ||
+             json_object_set(body, "name", jname) < 0))) {
             shoal_err_set(err, SHOAL_EIO, "out of memory");
             goto out;
         }
+        if (hash_body_init(&hb, body, (const unsigned char (*)[32])hashes,
+                           count, err) < 0)
+            goto out;
+        memset(&req, 0, sizeof(req));
+        req.read = hash_body_read;
+        req.read_arg = &hb;
+        req.len = hb.len;
         if (old) {
             action = "updated";
             snprintf(url, sizeof(url), "/v1/files/%s", id);
-            rc = pr_call(ctx, "PUT", url, body, &file, err);
+            rc = pr_call_req(ctx, "PUT", url, &req, &file, err);
         } else {
             action = "created";
-            if (json_object_set_new(body, "share_id",
-                                    json_string(share_id)) < 0 ||
-                json_object_set_new(body, "path", json_string(a.path)) < 0 ||
-                json_object_set(body, "name", jname) < 0) {
-                shoal_err_set(err, SHOAL_EIO, "out of memory");
-                goto out;
-            }
-            rc = pr_call(ctx, "POST", "/v1/files", body, &file, err);
+            rc = pr_call_req(ctx, "POST", "/v1/files", &req, &file, err);
         }
+        hash_body_free(&hb);
         json_decref(body);
         body = NULL;
         if (rc < 0 && err->code == SHOAL_ETOOLARGE) {

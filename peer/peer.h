@@ -211,6 +211,12 @@ int pr_login(struct pr_ctx *ctx, json_t **reply, struct shoal_err *err);
 int pr_call(struct pr_ctx *ctx, const char *method, const char *path,
             const json_t *body, json_t **reply, struct shoal_err *err);
 
+/* pr_call with a body or an answer that req describes
+ * (shoal_client_call_req). */
+int pr_call_req(struct pr_ctx *ctx, const char *method, const char *path,
+                const struct shoal_client_req *req, json_t **reply,
+                struct shoal_err *err);
+
 /* Free what ctx holds (client, identity, paths). */
 void pr_ctx_release(struct pr_ctx *ctx);
 

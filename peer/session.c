@@ -134,12 +134,21 @@ static int session_refused(const struct pr_ctx *ctx,
 int pr_call(struct pr_ctx *ctx, const char *method, const char *path,
             const json_t *body, json_t **reply, struct shoal_err *err)
 {
+    struct shoal_client_req req = { .body = body };
+
+    return pr_call_req(ctx, method, path, &req, reply, err);
+}
+
+int pr_call_req(struct pr_ctx *ctx, const char *method, const char *path,
+                const struct shoal_client_req *req, json_t **reply,
+                struct shoal_err *err)
+{
     if (reply)
         *reply = NULL;
     if (!pr_connect(ctx, err))
         return -1;
-    if (shoal_client_call(ctx->client, method, path, body, reply, NULL,
-                          err) == 0)
+    if (shoal_client_call_req(ctx->client, method, path, req, reply, NULL,
+                              err) == 0)
         return 0;
     if (ctx->relogged || !session_refused(ctx, err))
         return -1;
@@ -150,8 +159,8 @@ int pr_call(struct pr_ctx *ctx, const char *method, const char *path,
         return -1;
     if (reply)
         *reply = NULL;
-    return shoal_client_call(ctx->client, method, path, body, reply, NULL,
-                             err);
+    return shoal_client_call_req(ctx->client, method, path, req, reply,
+                                 NULL, err);
 }
 
 void pr_ctx_release(struct pr_ctx *ctx)

@@ -9,11 +9,15 @@ class of test_cli.py).
 
 import base64
 import hashlib
+import http.client
+import http.server
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -180,6 +184,43 @@ def test_put_name_path_and_default_out(cli, work):
     assert (here / "remote.txt").read_bytes() == data
 
 
+def test_names_and_paths_that_need_escaping(cli, work):
+    """put writes its create and update bodies as it sends them: a name and
+    a path with quotes, backslashes, brackets and letters beyond ASCII
+    arrive as given, and a list of piece hashes longer than one write of
+    the body (or of the manifest get reads) still gives the root."""
+    name = 'a "quoted" \\back\\slash {[\u00fc\u2603]}, ok'
+    path = 'dir "x"/sub\\y/\u00e9t\u00e9'
+    count = 1100                    # bodies of about 74 KB
+    data = os.urandom(count * SMALL_PIECE - 7)
+    src = write(work / "src.bin", data)
+    body = cli.json("put", src, "--path", path, "--name", name, "--piece-size", "16K")
+    assert body["name"] == name and body["path"] == path
+    assert body["action"] == "created" and body["pieces"] == count
+    assert body["root"] == merkle_root(piece_hashes(data, SMALL_PIECE)).hex()
+    fid = body["file_id"]
+    assert [(f["name"], f["path"]) for f in cli.json("ls")["files"]
+            if f["file_id"] == fid] == [(name, path)]
+
+    # found again at the same place; changed, it gets a new version
+    assert cli.json("put", src, "--path", path, "--name", name)["action"] == "unchanged"
+    data2 = data[:-SMALL_PIECE] + os.urandom(SMALL_PIECE + 3)
+    write(src, data2)
+    body = cli.json("put", src, "--path", path, "--name", name)
+    assert body["file_id"] == fid and body["action"] == "updated" and body["version"] == 2
+    assert body["uploaded"] == 2 and body["skipped"] == count - 2
+    assert body["root"] == merkle_root(piece_hashes(data2, SMALL_PIECE)).hex()
+
+    # without -o, get writes the file under its name
+    here = work / "here"
+    here.mkdir()
+    r = subprocess.run([cli.bin, "--json", "get", fid], cwd=here, env=cli.env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["path"] == name
+    assert (here / name).read_bytes() == data2
+
+
 def test_default_share_is_made_once(cli, work):
     cli.json("put", write(work / "a", b"a"))
     cli.json("put", write(work / "b", b"b"))
@@ -327,6 +368,112 @@ def test_get_refuses_a_manifest_of_another_broker(cli, work):
     os.chmod(cli.identity_path, 0o600)
     r = cli.run("get", fid, "-o", work / "out", rc=EXIT_BROKER)
     assert "pinned broker" in r.stderr
+
+
+class ManifestRewriter(http.server.ThreadingHTTPServer):
+    """A proxy in front of a broker that passes every call through and
+    hands the body of each 200 manifest to self.rewrite (bytes in, bytes
+    out)."""
+
+    daemon_threads = True
+
+    def __init__(self, broker_url):
+        u = urllib.parse.urlsplit(broker_url)
+        self.target = (u.hostname, u.port)
+        self.rewrite = lambda body: body
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.url = "http://127.0.0.1:%d" % self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def forward(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        hop = ("host", "connection", "content-length", "transfer-encoding")
+        conn = http.client.HTTPConnection(*self.server.target, timeout=30)
+        conn.request(self.command, self.path, body=body,
+                     headers={k: v for k, v in self.headers.items() if k.lower() not in hop})
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        if r.status == 200 and urllib.parse.urlsplit(self.path).path.endswith("/manifest"):
+            data = self.server.rewrite(data)
+        self.send_response_only(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in hop:
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = forward
+
+    def log_message(self, *args):
+        pass
+
+
+def test_get_checks_the_piece_hashes_it_reads_as_they_arrive(cli, work):
+    """get takes the manifest's piece hashes one by one as the answer
+    arrives, wherever the list stands and however its name is written,
+    and refuses a list that is malformed, too long or too short, holds a
+    hash that is not hex, or does not give the signed root."""
+    data = os.urandom(5 * SMALL_PIECE + 9)
+    fid = cli.json("put", write(work / "f", data), "--piece-size", "16K")["file_id"]
+    proxy = ManifestRewriter(cli.broker.url)
+    try:
+        ident = cli.identity()
+        ident["broker"] = proxy.url
+        cli.identity_path.write_text(json.dumps(ident))
+        os.chmod(cli.identity_path, 0o600)
+
+        def edit(fn):
+            def rewrite(body):
+                doc = json.loads(body)
+                fn(doc)
+                return json.dumps(doc).encode()
+            return rewrite
+
+        def first(doc):
+            """the list first, its name escaped, spaces everywhere"""
+            hashes = doc.pop("piece_hashes")
+            rest = json.dumps(doc)[1:]
+            return ('{ "piece\\u005fhashes" :\n [ %s\n ] , %s'
+                    % (" ,\n ".join(json.dumps(h) for h in hashes), rest)).encode()
+
+        proxy.rewrite = lambda body: first(json.loads(body))
+        out = work / "out"
+        got = cli.json("get", fid, "-o", out)
+        assert got["fetched"] == 6 and out.read_bytes() == data
+
+        def swap(doc):
+            h = doc["piece_hashes"]
+            h[1], h[2] = h[2], h[1]
+
+        cases = [
+            (edit(swap), "do not give its root"),
+            (edit(lambda d: d["piece_hashes"].__setitem__(3, "zz" * 32)),
+             "piece hash 3 is not 64 hex digits"),
+            (edit(lambda d: d["piece_hashes"].__setitem__(3, 12)),
+             "piece hash 3 is not 64 hex digits"),
+            (edit(lambda d: d["piece_hashes"].append(d["piece_hashes"][0])),
+             "lists 7 piece hashes"),
+            (edit(lambda d: d["piece_hashes"].pop()), "lists 5 piece hashes"),
+            (edit(lambda d: d.__setitem__("piece_hashes", ",".join(d["piece_hashes"]))),
+             "missing or mistyped"),
+            (lambda body: json.dumps(json.loads(body)).replace(
+                '"piece_hashes": ["', '"piece_hashes": [,"').encode(), "malformed JSON"),
+        ]
+        for rewrite, why in cases:
+            proxy.rewrite = rewrite
+            r = cli.run("get", fid, "-o", work / "bad", rc=EXIT_BROKER)
+            assert why in r.stderr, (why, r.stderr)
+            assert not (work / "bad").exists()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
 
 
 # --- ls, rm, versions -----------------------------------------------------------
