@@ -1,13 +1,15 @@
 /*
- * cmd_get.c - shoal get ID [-o OUT] [--version N] [-j CONNECTIONS]
+ * cmd_get.c - shoal get ID [-o OUT] [--version N] [-j PER_SOURCE]
+ *                          [--sources] [--stall SECS]
  *
  * 1. GET /v1/files/{id}/manifest and trust it only when its X-Sign is a
  *    valid, unexpired signature by the pinned broker key, the body says
  *    what the signature says, and the piece hashes give the signed root;
  * 2. open OUT in place (no temporary copy) at its final size; when it
  *    held something already, hash the pieces in it and keep the good ones;
- * 3. download the others over N keep-alive connections (transfer.c),
- *    each piece checked against its hash before it is written.
+ * 3. download the others from the broker and every peer that holds
+ *    them (fetch.c), each piece checked against its hash before it is
+ *    written; --sources then tells who served what.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fetch.h"
 #include "transfer.h"
 #include "util.h"
 
@@ -312,6 +315,45 @@ fail:
     return -1;
 }
 
+/* The --stall value: seconds, more than 0 and at most an hour. */
+static int stall_parse(const char *s, double *out, struct shoal_err *err)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0.0) || v > 3600.0)
+        return pr_usage_err(err, "stall '%s' must be seconds, more than 0 "
+                            "and at most 3600", s);
+    *out = v;
+    return 0;
+}
+
+/* The answer of get, with the sources when asked.  New reference. */
+static json_t *get_json(const char *id, const struct pr_fetch *f,
+                        const char *out, uint64_t bytes, uint64_t fetched,
+                        uint64_t count, const struct pr_fetch_report *report,
+                        int show_sources)
+{
+    json_t *v = json_pack("{s:s, s:I, s:I, s:o, s:I, s:I, s:I}",
+                          "file_id", id,
+                          "version", (json_int_t)f->version,
+                          "size", (json_int_t)f->size,
+                          "path", shoal_json_string_lossy(out),
+                          "downloaded", (json_int_t)bytes,
+                          "fetched", (json_int_t)fetched,
+                          "reused", (json_int_t)(count - fetched));
+
+    if (v && show_sources &&
+        json_object_set_new(v, "sources",
+                            pr_fetch_report_json(report)) < 0) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
 int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
                struct shoal_err *err)
 {
@@ -320,17 +362,22 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     const char *version_arg = NULL;
     const char *jobs = NULL;
     const char *jobs_long = NULL;
+    const char *stall_arg = NULL;
+    int show_sources = 0;
     const struct pr_opt opts[] = {
         { "o", &out_arg, NULL },
         { "output", &out_long, NULL },
         { "version", &version_arg, NULL },
         { "j", &jobs, NULL },
         { "jobs", &jobs_long, NULL },
+        { "sources", NULL, &show_sources },
+        { "stall", &stall_arg, NULL },
         { NULL, NULL, NULL },
     };
     struct pr_progress *progress = NULL;
+    struct pr_fetch_report *report = NULL;
     struct manifest m;
-    struct pr_xfer x;
+    struct pr_fetch f;
     uint64_t *todo = NULL;
     uint64_t ntodo = 0;
     uint64_t version = 0;
@@ -339,6 +386,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     char *out = NULL;
     char id[37];
     int njobs = PR_JOBS_DEFAULT;
+    double stall = PR_FETCH_STALL_DEFAULT;
     int fd = -1;
     int n;
     int rc = -1;
@@ -360,6 +408,8 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     if (jobs_long)
         jobs = jobs_long;
     if (jobs && pr_jobs_parse(jobs, &njobs, err) < 0)
+        return PR_USAGE;
+    if (stall_arg && stall_parse(stall_arg, &stall, err) < 0)
         return PR_USAGE;
     if (version_arg) {
         char *end;
@@ -386,21 +436,25 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     for (i = 0; i < ntodo; i++)
         bytes += shoal_piece_len(m.size, m.piece_size, todo[i]);
 
-    memset(&x, 0, sizeof(x));
-    x.ctx = ctx;
-    x.file_id = id;
-    x.version = m.version;
-    x.size = m.size;
-    x.piece_size = m.piece_size;
-    x.fd = fd;
-    x.local = out;
-    x.hashes = (const unsigned char (*)[SHOAL_HASH_BYTES])m.hashes;
-    x.jobs = njobs;
-    x.progress = progress;
+    memset(&f, 0, sizeof(f));
+    f.ctx = ctx;
+    f.file_id = id;
+    f.version = m.version;
+    f.size = m.size;
+    f.piece_size = m.piece_size;
+    f.fd = fd;
+    f.local = out;
+    f.hashes = (const unsigned char (*)[SHOAL_HASH_BYTES])m.hashes;
+    f.jobs = njobs;
+    f.stall = stall;
+    f.progress = progress;
     pr_progress_phase(progress, "downloading", bytes);
-    if (pr_xfer_download(&x, todo, ntodo, err) < 0)
-        goto out;
+    rc = pr_fetch_run(&f, todo, ntodo, &report, err);
     pr_progress_end(progress);
+    if (show_sources)
+        pr_fetch_report_print(report, stderr);
+    if (rc < 0)
+        goto out;
     rc = close(fd);
     fd = -1;
     if (rc < 0) {
@@ -410,14 +464,8 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     }
 
     if (ctx->json) {
-        json_t *v = json_pack("{s:s, s:I, s:I, s:o, s:I, s:I, s:I}",
-                              "file_id", id,
-                              "version", (json_int_t)m.version,
-                              "size", (json_int_t)m.size,
-                              "path", shoal_json_string_lossy(out),
-                              "downloaded", (json_int_t)bytes,
-                              "fetched", (json_int_t)ntodo,
-                              "reused", (json_int_t)(m.count - ntodo));
+        json_t *v = get_json(id, &f, out, bytes, ntodo, m.count, report,
+                             show_sources);
         if (!v) {
             shoal_err_set(err, SHOAL_EIO, "out of memory");
             rc = -1;
@@ -429,6 +477,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
         rc = pr_printf(err, "%s\n", out);
     }
 out:
+    pr_fetch_report_free(report);
     pr_progress_free(progress);
     if (fd >= 0)
         close(fd);

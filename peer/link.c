@@ -167,26 +167,6 @@ const char *pr_link_user(const struct pr_link *l)
     return l->id->user_id;
 }
 
-/* 1 when the broker refused the peer's own session (not one asked
- * about): expired, unknown or revoked, or bound to another address (the
- * broker then closes the connection). */
-static int own_session_refused(struct shoal_client *c,
-                               const struct shoal_err *err)
-{
-    const char *conn;
-
-    switch (err->code) {
-    case SHOAL_ESESSION_EXPIRED:
-    case SHOAL_ESESSION_UNKNOWN:
-        return 1;
-    case SHOAL_EIPMISMATCH:
-        conn = shoal_client_header(c, "Connection");
-        return conn && strcasecmp(conn, "close") == 0;
-    default:
-        return 0;
-    }
-}
-
 int pr_link_call(struct pr_link *l, const char *method, const char *path,
                  const json_t *body, json_t **reply,
                  char xsign[SHOAL_XSIGN_MAX], struct shoal_err *err)
@@ -207,7 +187,7 @@ int pr_link_call(struct pr_link *l, const char *method, const char *path,
             break;
         shoal_client_set_bearer(c, sid);
         rc = shoal_client_call(c, method, path, body, reply, NULL, err);
-        if (rc == 0 || !own_session_refused(c, err))
+        if (rc == 0 || !pr_session_refused(c, err))
             break;
         shoal_log(SHOAL_LOG_INFO, NULL, "the broker refused this peer's "
                   "session (%s): logging in again",

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "peer.h"
 #include "serve.h"
+#include "urlfetch.h"
 #include "util.h"
 
 struct cmd {
@@ -68,15 +69,23 @@ static const struct cmd commands[] = {
       "broker holds are not sent again.",
       "upload a file (or a new version of it)", PR_RUN_IDENTITY },
     { "get", pr_cmd_get,
-      "get ID [-o OUT] [--version N] [-j CONNECTIONS]\n"
+      "get ID [-o OUT] [--version N] [-j PER_SOURCE] [--sources]\n"
+      "       [--stall SECS]\n"
       "\n"
       "  -o, --output OUT  where to write (default: the file's name, here)\n"
       "  --version N       a version other than the latest\n"
-      "  -j, --jobs N      parallel connections (default 4)\n"
+      "  -j, --jobs N      requests in flight per source (default 4)\n"
+      "  --sources         tell who served what, on stderr (and as\n"
+      "                    \"sources\" with --json)\n"
+      "  --stall SECS      drop a source that sends nothing this long\n"
+      "                    (default 5)\n"
       "\n"
-      "The manifest's signature is checked against the pinned broker key\n"
-      "and every piece against the manifest before it is written.  An OUT\n"
-      "that exists is resumed: the pieces in it that check out are kept.",
+      "Downloads from the broker and every peer the tracker lists, rarest\n"
+      "piece first.  The manifest's signature is checked against the\n"
+      "pinned broker key and every piece against the manifest before it is\n"
+      "written; a source that sends a bad piece, stalls or disconnects is\n"
+      "dropped and its pieces taken from the others.  An OUT that exists\n"
+      "is resumed: the pieces in it that check out are kept.",
       "download a file, verifying every piece", PR_RUN_IDENTITY },
     { "seed", pr_cmd_seed,
       "seed ID PATH [--version N] [--data-dir DIR]\n"
@@ -112,6 +121,29 @@ static const struct cmd commands[] = {
       "read them, keeps their announcements fresh, and withdraws them on\n"
       "SIGTERM or SIGINT.  SIGHUP takes in versions seeded meanwhile.",
       "serve what this peer holds to other peers", PR_RUN_IDENTITY },
+    { "fetch", pr_cmd_fetch,
+      "fetch URL [-o FILE] [-X METHOD] [-d DATA] [-H 'NAME: VALUE']...\n"
+      "            [--no-origin] [--no-proxy] [--data-dir DIR]\n"
+      "\n"
+      "  -o, --output FILE  where to write (default: stdout)\n"
+      "  -X, --method M     request method (default GET)\n"
+      "  -d, --data DATA    request body (makes the request dynamic)\n"
+      "  -H, --header H     a request header, 'Name: value' (repeatable)\n"
+      "  --no-origin        never connect to the origin: the URL's swarm,\n"
+      "                     then the injector\n"
+      "  --no-proxy         use no injector proxy (none is used yet)\n"
+      "  --data-dir DIR     the peer's data folder (as for seed)\n"
+      "\n"
+      "A static request (GET, no body, no credentials or cookies, no\n"
+      "Cache-Control: private or no-store) asks the origin and the URL's\n"
+      "swarm at once; a swarm copy is used only when an injector key the\n"
+      "identity pins signed it and it has not expired; without one the\n"
+      "broker's injector is asked.  What came from the swarm or the\n"
+      "injector is kept in the data folder for 'shoal serve' to seed.\n"
+      "A dynamic request goes to the origin only.  The method that worked\n"
+      "is remembered per domain.  With --json and no -o, the summary goes\n"
+      "to stderr.",
+      "fetch a web object from its origin, its swarm or an injector", 0 },
     { "ls", pr_cmd_ls,
       "ls [--share NAME|ID]\n"
       "\n"

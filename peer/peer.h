@@ -217,6 +217,12 @@ int pr_call_req(struct pr_ctx *ctx, const char *method, const char *path,
                 const struct shoal_client_req *req, json_t **reply,
                 struct shoal_err *err);
 
+/* 1 when the broker refused the caller's own session on client c:
+ * expired, unknown or revoked, or bound to another address (the broker
+ * then closes the connection; an ip_mismatch about another session, asked
+ * after, does not). */
+int pr_session_refused(struct shoal_client *c, const struct shoal_err *err);
+
 /* Free what ctx holds (client, identity, paths). */
 void pr_ctx_release(struct pr_ctx *ctx);
 

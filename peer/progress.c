@@ -16,6 +16,7 @@ struct pr_progress {
     const char *label;
     uint64_t total;
     int64_t done;
+    int sources;            /* live sources to show, or -1 */
     double start;           /* shoal_mono() at the start of the phase */
     double last;            /* shoal_mono() of the last draw */
 };
@@ -29,6 +30,7 @@ struct pr_progress *pr_progress_new(const char *label, uint64_t total)
     p->tty = isatty(STDERR_FILENO);
     p->label = label;
     p->total = total;
+    p->sources = -1;
     p->start = shoal_mono();
     return p;
 }
@@ -55,6 +57,7 @@ static void draw(struct pr_progress *p, double now)
     char total[16];
     char rate[16];
     char eta[24] = "--:--";
+    char src[24] = "";
     double secs = now - p->start;
     uint64_t d = p->done > 0 ? (uint64_t)p->done : 0;
     double r = secs > 0.05 ? (double)d / secs : 0.0;
@@ -71,8 +74,11 @@ static void draw(struct pr_progress *p, double now)
         else
             snprintf(eta, sizeof(eta), "%lu:%02lu", left / 60, left % 60);
     }
-    fprintf(stderr, "\r%s %s / %s %3d%% %s/s ETA %s\x1b[K", p->label, done,
-            total, pct > 100 ? 100 : pct, rate, eta);
+    if (p->sources >= 0)
+        snprintf(src, sizeof(src), " %d source%s", p->sources,
+                 p->sources == 1 ? "" : "s");
+    fprintf(stderr, "\r%s %s / %s %3d%% %s/s ETA %s%s\x1b[K", p->label, done,
+            total, pct > 100 ? 100 : pct, rate, eta, src);
     fflush(stderr);
     p->drawn = 1;
     p->last = now;
@@ -114,6 +120,14 @@ void pr_progress_set(struct pr_progress *p, uint64_t done)
     if (!p)
         return;
     p->done = (int64_t)done;
+    maybe_draw(p);
+}
+
+void pr_progress_sources(struct pr_progress *p, int n)
+{
+    if (!p)
+        return;
+    p->sources = n;
     maybe_draw(p);
 }
 

@@ -28,6 +28,10 @@ void pr_progress_add(struct pr_progress *p, int64_t delta);
 /* Set the bytes done to an absolute figure, then as pr_progress_add. */
 void pr_progress_set(struct pr_progress *p, uint64_t done);
 
+/* Show n live sources on the line from now on (n < 0: show none, the
+ * default). */
+void pr_progress_sources(struct pr_progress *p, int n);
+
 /* Draw the final state and end the line (when anything was drawn). */
 void pr_progress_end(struct pr_progress *p);
 

@@ -109,13 +109,7 @@ struct shoal_client *pr_connect(struct pr_ctx *ctx, struct shoal_err *err)
     return ctx->client;
 }
 
-/*
- * 1 when the broker refused the session itself: expired, unknown or
- * revoked, or bound to another address (the broker then closes the
- * connection; an ip_mismatch about another session does not).
- */
-static int session_refused(const struct pr_ctx *ctx,
-                           const struct shoal_err *err)
+int pr_session_refused(struct shoal_client *c, const struct shoal_err *err)
 {
     const char *conn;
 
@@ -124,7 +118,7 @@ static int session_refused(const struct pr_ctx *ctx,
     case SHOAL_ESESSION_UNKNOWN:
         return 1;
     case SHOAL_EIPMISMATCH:
-        conn = shoal_client_header(ctx->client, "Connection");
+        conn = shoal_client_header(c, "Connection");
         return conn && strcasecmp(conn, "close") == 0;
     default:
         return 0;
@@ -150,7 +144,7 @@ int pr_call_req(struct pr_ctx *ctx, const char *method, const char *path,
     if (shoal_client_call_req(ctx->client, method, path, req, reply, NULL,
                               err) == 0)
         return 0;
-    if (ctx->relogged || !session_refused(ctx, err))
+    if (ctx->relogged || !pr_session_refused(ctx->client, err))
         return -1;
     shoal_log(SHOAL_LOG_DEBUG, NULL, "broker refused the session (%s), "
               "logging in again", shoal_code_name(err->code));

@@ -1,26 +1,18 @@
 /*
- * transfer.c - parallel piece uploads and downloads over libcurl multi.
+ * transfer.c - parallel piece uploads over libcurl multi (downloads, from
+ * every source at once, are fetch.c's).
  *
- * A transfer runs N slots, each an easy handle that keeps its connection
+ * An upload runs N slots, each an easy handle that keeps its connection
  * alive from one request to the next.  A free slot takes work from the
  * retry queue (pieces that failed, once their back-off has passed), else
- * from the fresh list.
- *
- * Upload: one PUT per piece; libcurl pulls the body through read_up, which
- * preads the file at the piece's offset (no piece copy).
- * Download: one GET of /content with a Range over a run of consecutive
- * pieces; write_down copies the bytes of the current piece into the slot's
- * buffer and hashes them as they arrive, and once a piece is whole checks
- * its SHA-256 against the manifest and only then pwrites it.  A piece
- * whose hash is wrong is fetched again alone.
+ * from the fresh list.  One PUT per piece; libcurl pulls the body through
+ * read_up, which preads the file at the piece's offset (no piece copy).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -30,8 +22,6 @@
 #include "util.h"
 
 #define ERRBODY_MAX 4096             /* kept of an answer's body */
-#define SPAN_PIECES 32               /* pieces in one download request */
-#define SPAN_BYTES (8u << 20)        /* bytes in one download request */
 #define BACKOFF 0.25                 /* seconds per failed try */
 
 struct engine;
@@ -40,17 +30,9 @@ struct slot {
     struct engine *e;
     CURL *easy;
     int busy;
-    uint64_t span[SPAN_PIECES];      /* the pieces of this request */
-    int nspan;
-    int cur;                         /* index in span of the piece at hand */
-    uint32_t got;                    /* bytes of span[cur] moved so far */
+    uint64_t piece;                  /* the piece of this request */
+    uint32_t got;                    /* bytes of it sent so far */
     uint64_t counted;                /* bytes counted in progress */
-    unsigned char *buf;              /* download: one piece */
-    struct shoal_sha256_ctx *sha;    /* download: hash of span[cur] */
-    long status;                     /* HTTP status once known, else 0 */
-    uint64_t range_start;            /* the Content-Range of a 206 */
-    uint64_t range_end;
-    int range_seen;
     unsigned gen;                    /* e->gen when the request started */
     int fatal;                       /* a callback failed for good */
     struct shoal_err ferr;           /* ... with this error */
@@ -66,7 +48,6 @@ struct retry {
 
 struct engine {
     const struct pr_xfer *x;
-    int up;                          /* 1: upload, 0: download */
     CURLM *multi;
     struct slot *slots;
     int nslots;
@@ -130,7 +111,7 @@ static int headers_make(struct engine *e, struct shoal_err *err)
     t = curl_slist_append(l, auth);
     if (t)
         t = curl_slist_append(l = t, "Expect:");
-    if (t && e->up)
+    if (t)
         t = curl_slist_append(l = t,
                               "Content-Type: application/octet-stream");
     explicit_bzero(auth, sizeof(auth));
@@ -189,20 +170,11 @@ static void keep_body(struct slot *s, const char *data, size_t len)
     s->body[s->body_len] = '\0';
 }
 
-static long slot_status(struct slot *s)
-{
-    if (!s->status &&
-        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status) !=
-        CURLE_OK)
-        s->status = 0;
-    return s->status;
-}
-
 static size_t read_up(char *out, size_t size, size_t nitems, void *arg)
 {
     struct slot *s = arg;
     struct engine *e = s->e;
-    uint64_t piece = s->span[0];
+    uint64_t piece = s->piece;
     uint32_t len = piece_len(e, piece);
     size_t want = size * nitems;
     uint64_t off = piece * (uint64_t)e->x->piece_size + s->got;
@@ -239,7 +211,7 @@ static int seek_up(void *arg, curl_off_t offset, int origin)
     struct slot *s = arg;
 
     if (origin != SEEK_SET || offset < 0 ||
-        (uint64_t)offset > piece_len(s->e, s->span[0]))
+        (uint64_t)offset > piece_len(s->e, s->piece))
         return CURL_SEEKFUNC_FAIL;
     pr_progress_add(s->e->x->progress, (int64_t)offset - (int64_t)s->got);
     s->counted = (uint64_t)offset;
@@ -253,177 +225,28 @@ static size_t write_up(char *data, size_t size, size_t nitems, void *arg)
     return size * nitems;
 }
 
-static size_t header_down(char *data, size_t size, size_t nitems, void *arg)
-{
-    struct slot *s = arg;
-    size_t len = size * nitems;
-    unsigned long long a;
-    unsigned long long b;
-    char line[256];
-
-    if (len >= sizeof(line) || len < 14 ||
-        strncasecmp(data, "Content-Range:", 14) != 0)
-        return len;
-    memcpy(line, data, len);
-    line[len] = '\0';
-    if (sscanf(line + 14, " bytes %llu-%llu/", &a, &b) == 2) {
-        s->range_start = a;
-        s->range_end = b;
-        s->range_seen = 1;
-    }
-    return len;
-}
-
-/* The first bytes of an answer to a download: is it the range asked? */
-static int range_ok(struct slot *s)
-{
-    struct engine *e = s->e;
-    uint64_t start = s->span[0] * (uint64_t)e->x->piece_size;
-    uint64_t last = s->span[s->nspan - 1];
-    uint64_t end = last * (uint64_t)e->x->piece_size + piece_len(e, last) - 1;
-
-    if (s->status == 206)
-        return s->range_seen && s->range_start == start &&
-               s->range_end == end;
-    return start == 0 && end == e->x->size - 1;     /* 200: the whole file */
-}
-
-/* A whole piece is in s->buf: check it, write it, move to the next. */
-static int piece_done(struct slot *s)
-{
-    struct engine *e = s->e;
-    uint64_t piece = s->span[s->cur];
-    unsigned char h[SHOAL_HASH_BYTES];
-    uint64_t off = piece * (uint64_t)e->x->piece_size;
-    size_t done = 0;
-
-    shoal_sha256_final(s->sha, h);
-    s->sha = NULL;
-    if (memcmp(h, e->x->hashes[piece], SHOAL_HASH_BYTES) != 0) {
-        shoal_log(SHOAL_LOG_DEBUG, NULL, "piece %" PRIu64 " failed its hash "
-                  "check", piece);
-        shoal_err_set(&e->last, SHOAL_EPROTO, "piece %" PRIu64 " of file "
-                      "'%s' failed its hash check %d times", piece,
-                      e->x->file_id, PR_PIECE_TRIES);
-        pr_progress_add(e->x->progress, -(int64_t)s->got);
-        if (++e->tries[piece] >= PR_PIECE_TRIES) {
-            s->fatal = 1;
-            s->ferr = e->last;
-            return -1;
-        }
-        if (retry_push(e, piece, BACKOFF * e->tries[piece], &s->ferr) < 0) {
-            s->fatal = 1;
-            return -1;
-        }
-    } else {
-        while (done < s->got) {
-            ssize_t w = pwrite(e->x->fd, s->buf + done, s->got - done,
-                               (off_t)(off + done));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                s->fatal = 1;
-                shoal_err_set(&s->ferr, SHOAL_EIO, "cannot write '%s': %s",
-                              e->x->local, w < 0 ? strerror(errno) :
-                              "nothing written");
-                return -1;
-            }
-            done += (size_t)w;
-        }
-        e->left--;
-        e->done_since_login++;
-    }
-    s->counted -= s->got;
-    s->cur++;
-    s->got = 0;
-    return 0;
-}
-
-static size_t write_down(char *data, size_t size, size_t nitems, void *arg)
-{
-    struct slot *s = arg;
-    struct engine *e = s->e;
-    size_t len = size * nitems;
-    size_t used = 0;
-
-    if (slot_status(s) != 200 && s->status != 206) {
-        keep_body(s, data, len);
-        return len;
-    }
-    if (s->cur == 0 && s->got == 0 && !range_ok(s)) {
-        s->fatal = 1;
-        shoal_err_set(&s->ferr, SHOAL_EPROTO, "broker answered another range "
-                      "than the one asked for");
-        return 0;
-    }
-    while (used < len) {
-        uint32_t plen;
-        size_t take;
-
-        if (s->cur >= s->nspan)
-            return 0;               /* more than asked: a failed try */
-        plen = piece_len(e, s->span[s->cur]);
-        if (!s->sha && !(s->sha = shoal_sha256_new())) {
-            s->fatal = 1;
-            shoal_err_set(&s->ferr, SHOAL_EIO, "out of memory");
-            return 0;
-        }
-        take = len - used;
-        if (take > plen - s->got)
-            take = plen - s->got;
-        memcpy(s->buf + s->got, data + used, take);
-        shoal_sha256_update(s->sha, data + used, take);
-        s->got += (uint32_t)take;
-        s->counted += take;
-        used += take;
-        pr_progress_add(e->x->progress, (int64_t)take);
-        if (s->got == plen && piece_done(s) < 0)
-            return 0;
-    }
-    return len;
-}
-
 /* --- requests ------------------------------------------------------------ */
 
 #define SET(opt, val) \
     do { if (curl_easy_setopt(s->easy, opt, val) != CURLE_OK) goto fail; } while (0)
 
-/* Start the request of slot s for span[0..nspan-1]. */
+/* Start the request of slot s for s->piece. */
 static int slot_start(struct engine *e, struct slot *s, struct shoal_err *err)
 {
     const struct pr_xfer *x = e->x;
-    uint64_t first = s->span[0];
-    uint64_t last = s->span[s->nspan - 1];
-    char range[64];
 
-    s->cur = 0;
     s->got = 0;
     s->counted = 0;
-    s->status = 0;
-    s->range_seen = 0;
     s->fatal = 0;
     s->body_len = 0;
     s->body[0] = '\0';
-    shoal_sha256_free(s->sha);
-    s->sha = NULL;
-    if (e->up)
-        snprintf(s->url, sizeof(s->url), "%s/v1/files/%s/pieces/%" PRIu64
-                 "?version=%" PRIu64, x->ctx->id->broker, x->file_id, first,
-                 x->version);
-    else
-        snprintf(s->url, sizeof(s->url), "%s/v1/files/%s/content?version=%"
-                 PRIu64, x->ctx->id->broker, x->file_id, x->version);
+    snprintf(s->url, sizeof(s->url), "%s/v1/files/%s/pieces/%" PRIu64
+             "?version=%" PRIu64, x->ctx->id->broker, x->file_id, s->piece,
+             x->version);
     SET(CURLOPT_URL, s->url);
     SET(CURLOPT_HTTPHEADER, e->hdrs);
     s->gen = e->gen;
-    if (e->up) {
-        SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)piece_len(e, first));
-    } else {
-        snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64,
-                 first * (uint64_t)x->piece_size,
-                 last * (uint64_t)x->piece_size + piece_len(e, last) - 1);
-        SET(CURLOPT_RANGE, range);
-    }
+    SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)piece_len(e, s->piece));
     if (curl_multi_add_handle(e->multi, s->easy) != CURLM_OK)
         goto fail;
     s->busy = 1;
@@ -448,26 +271,14 @@ static int slot_init(struct engine *e, struct slot *s, struct shoal_err *err)
     SET(CURLOPT_LOW_SPEED_LIMIT, 1L);       /* a stalled transfer fails */
     SET(CURLOPT_LOW_SPEED_TIME, 60L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    if (e->up) {
-        SET(CURLOPT_UPLOAD, 1L);
-        SET(CURLOPT_READFUNCTION, read_up);
-        SET(CURLOPT_READDATA, s);
-        SET(CURLOPT_SEEKFUNCTION, seek_up);
-        SET(CURLOPT_SEEKDATA, s);
-        SET(CURLOPT_WRITEFUNCTION, write_up);
-        SET(CURLOPT_WRITEDATA, s);
-        SET(CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
-    } else {
-        s->buf = malloc(e->x->piece_size);
-        if (!s->buf)
-            return shoal_err_set(err, SHOAL_EIO, "out of memory");
-        SET(CURLOPT_HTTPGET, 1L);
-        SET(CURLOPT_WRITEFUNCTION, write_down);
-        SET(CURLOPT_WRITEDATA, s);
-        SET(CURLOPT_HEADERFUNCTION, header_down);
-        SET(CURLOPT_HEADERDATA, s);
-        SET(CURLOPT_BUFFERSIZE, 256L * 1024);
-    }
+    SET(CURLOPT_UPLOAD, 1L);
+    SET(CURLOPT_READFUNCTION, read_up);
+    SET(CURLOPT_READDATA, s);
+    SET(CURLOPT_SEEKFUNCTION, seek_up);
+    SET(CURLOPT_SEEKDATA, s);
+    SET(CURLOPT_WRITEFUNCTION, write_up);
+    SET(CURLOPT_WRITEDATA, s);
+    SET(CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
     return 0;
 fail:
     return shoal_err_set(err, SHOAL_EIO, "cannot set up a transfer");
@@ -475,37 +286,19 @@ fail:
 
 #undef SET
 
-/* Fill slot s with work: a retry that is ready, else a run of fresh
- * pieces.  Returns 1 when started, 0 when there is nothing to start now,
- * -1 with err. */
+/* Fill slot s with work: a retry that is ready, else a fresh piece.
+ * Returns 1 when started, 0 when there is nothing to start now, -1 with
+ * err. */
 static int slot_fill(struct engine *e, struct slot *s, double now,
                      double *wait, struct shoal_err *err)
 {
     long r = retry_ready(e, now, wait);
-    uint64_t want;
-    uint64_t bytes = 0;
 
-    s->nspan = 0;
     if (r >= 0) {
-        s->span[s->nspan++] = e->retries[r].piece;
+        s->piece = e->retries[r].piece;
         e->retries[r] = e->retries[--e->nretries];
     } else if (e->next < e->n) {
-        /* spread what is left over the slots, SPAN_PIECES at most */
-        want = e->up ? 1 : (e->n - e->next) / (uint64_t)e->nslots;
-        if (want < 1)
-            want = 1;
-        if (want > SPAN_PIECES)
-            want = SPAN_PIECES;
-        do {
-            uint64_t p = e->todo[e->next];
-
-            if (s->nspan > 0 && (p != s->span[s->nspan - 1] + 1 ||
-                                 bytes + piece_len(e, p) > SPAN_BYTES))
-                break;
-            bytes += piece_len(e, p);
-            s->span[s->nspan++] = p;
-            e->next++;
-        } while ((uint64_t)s->nspan < want && e->next < e->n);
+        s->piece = e->todo[e->next++];
     } else {
         return 0;
     }
@@ -522,33 +315,26 @@ static int session_refused(const struct shoal_err *berr)
 }
 
 /*
- * Put the unfinished pieces of slot s back in the queue: the one at hand
- * counts a failed try when count is set (and fails the transfer after
- * PR_PIECE_TRIES), the ones not begun do not.
+ * Put the piece of slot s back in the queue: counting a failed try when
+ * count is set (which fails the transfer after PR_PIECE_TRIES).
  */
 static int slot_requeue(struct engine *e, struct slot *s, int count,
                         struct shoal_err *err)
 {
-    int i;
+    uint64_t p = s->piece;
+    double delay = 0.0;
 
     pr_progress_add(e->x->progress, -(int64_t)s->counted);
     s->counted = 0;
-    for (i = s->cur; i < s->nspan; i++) {
-        uint64_t p = s->span[i];
-        double delay = 0.0;
-
-        if (i == s->cur && count) {
-            if (++e->tries[p] >= PR_PIECE_TRIES) {
-                if (err)
-                    *err = e->last;
-                return -1;
-            }
-            delay = BACKOFF * e->tries[p];
-        }
-        if (retry_push(e, p, delay, err) < 0)
+    if (count) {
+        if (++e->tries[p] >= PR_PIECE_TRIES) {
+            if (err)
+                *err = e->last;
             return -1;
+        }
+        delay = BACKOFF * e->tries[p];
     }
-    return 0;
+    return retry_push(e, p, delay, err);
 }
 
 /* A request of slot s ended with result rc.  -1 with err ends the whole
@@ -562,8 +348,6 @@ static int slot_done(struct engine *e, struct slot *s, CURLcode rc,
 
     s->busy = 0;
     curl_multi_remove_handle(e->multi, s->easy);
-    shoal_sha256_free(s->sha);
-    s->sha = NULL;
     if (s->fatal) {
         if (err)
             *err = s->ferr;
@@ -577,24 +361,14 @@ static int slot_done(struct engine *e, struct slot *s, CURLcode rc,
     if (rc != CURLE_OK && !(status >= 400 && s->body_len > 0)) {
         shoal_err_set(&e->last, SHOAL_ENET, "cannot reach '%s': %s "
                       "(piece %" PRIu64 ", %d tries)", e->x->ctx->id->broker,
-                      curl_easy_strerror(rc), s->span[s->cur < s->nspan ?
-                                                      s->cur : 0],
-                      PR_PIECE_TRIES);
+                      curl_easy_strerror(rc), s->piece, PR_PIECE_TRIES);
         return slot_requeue(e, s, 1, err);
     }
     if (status >= 200 && status <= 299) {
-        if (e->up) {
-            e->left--;
-            e->done_since_login++;
-            s->counted = 0;
-            return 0;
-        }
-        if (s->cur == s->nspan)
-            return 0;
-        /* the body ended early */
-        shoal_err_set(&e->last, SHOAL_EPROTO, "broker sent less than asked "
-                      "for piece %" PRIu64, s->span[s->cur]);
-        return slot_requeue(e, s, 1, err);
+        e->left--;
+        e->done_since_login++;
+        s->counted = 0;
+        return 0;
     }
     body = json_loadb(s->body, s->body_len, 0, NULL);
     shoal_err_clear(&berr);
@@ -615,12 +389,12 @@ static int slot_done(struct engine *e, struct slot *s, CURLcode rc,
         e->last = berr;
         return slot_requeue(e, s, 1, err);
     }
-    if (e->up && status == 422) {
+    if (status == 422) {
         /* the bytes sent do not hash as declared: the file changed, or
          * they were damaged on the way */
         shoal_err_set(&e->last, SHOAL_EUNPROCESSABLE, "piece %" PRIu64 " of "
                       "'%s' no longer matches its hash: the file changed "
-                      "since it was hashed, run put again", s->span[0],
+                      "since it was hashed, run put again", s->piece,
                       e->x->local);
         return slot_requeue(e, s, 1, err);
     }
@@ -640,8 +414,6 @@ static void engine_free(struct engine *e)
             curl_multi_remove_handle(e->multi, s->easy);
         if (s->easy)
             curl_easy_cleanup(s->easy);
-        shoal_sha256_free(s->sha);
-        free(s->buf);
     }
     free(e->slots);
     if (e->multi)
@@ -654,8 +426,8 @@ static void engine_free(struct engine *e)
     free(e->tries);
 }
 
-static int engine_run(const struct pr_xfer *x, int up, const uint64_t *todo,
-                      uint64_t n, struct shoal_err *err)
+int pr_xfer_upload(const struct pr_xfer *x, const uint64_t *todo, uint64_t n,
+                   struct shoal_err *err)
 {
     struct engine e;
     uint64_t count = shoal_piece_count(x->size, x->piece_size);
@@ -666,7 +438,6 @@ static int engine_run(const struct pr_xfer *x, int up, const uint64_t *todo,
         return 0;
     memset(&e, 0, sizeof(e));
     e.x = x;
-    e.up = up;
     e.todo = todo;
     e.n = n;
     e.left = n;
@@ -744,16 +515,4 @@ static int engine_run(const struct pr_xfer *x, int up, const uint64_t *todo,
 out:
     engine_free(&e);
     return rc;
-}
-
-int pr_xfer_upload(const struct pr_xfer *x, const uint64_t *todo, uint64_t n,
-                   struct shoal_err *err)
-{
-    return engine_run(x, 1, todo, n, err);
-}
-
-int pr_xfer_download(const struct pr_xfer *x, const uint64_t *todo,
-                     uint64_t n, struct shoal_err *err)
-{
-    return engine_run(x, 0, todo, n, err);
 }

@@ -1,12 +1,11 @@
 /*
- * transfer.h - moving the pieces of a file version between a local file
- * and the broker: the hashing pass over a local file (hash.c), and
- * parallel piece uploads and downloads over N keep-alive connections
- * (libcurl multi, transfer.c).
+ * transfer.h - moving the pieces of a file version from a local file to
+ * the broker: the hashing pass over a local file (hash.c), and parallel
+ * piece uploads over N keep-alive connections (libcurl multi,
+ * transfer.c).  Downloads, from every holder at once, are fetch.h's.
  *
  * Memory stays flat whatever the file size: uploads read the file with
- * pread as libcurl sends (no piece copy), downloads hold at most one piece
- * buffer per connection.  Offsets are 64-bit.
+ * pread as libcurl sends (no piece copy).  Offsets are 64-bit.
  */
 #ifndef PR_TRANSFER_H
 #define PR_TRANSFER_H
@@ -39,10 +38,8 @@ struct pr_xfer {
     uint64_t version;
     uint64_t size;
     uint32_t piece_size;
-    int fd;                      /* read (upload) or written (download) */
+    int fd;                      /* read as pieces are sent */
     const char *local;           /* the local path, for messages */
-    /* download: the expected piece hashes, from the verified manifest */
-    const unsigned char (*hashes)[SHOAL_HASH_BYTES];
     int jobs;                    /* parallel connections, 1..PR_JOBS_MAX */
     struct pr_progress *progress;    /* may be NULL */
 };
@@ -56,16 +53,6 @@ struct pr_xfer {
  */
 int pr_xfer_upload(const struct pr_xfer *x, const uint64_t *todo, uint64_t n,
                    struct shoal_err *err);
-
-/*
- * Download pieces todo[0..n-1] (GET /v1/files/{id}/pieces/{n}?version=V)
- * over x->jobs connections, hashing each as it arrives, and write each at
- * its offset in x->fd only once its SHA-256 equals x->hashes[n].  A piece
- * that fails (network, 5xx, wrong length or hash) is fetched again from
- * scratch, at most PR_PIECE_TRIES times in all.  -1 with err otherwise.
- */
-int pr_xfer_download(const struct pr_xfer *x, const uint64_t *todo,
-                     uint64_t n, struct shoal_err *err);
 
 /* Parse the -j value: 1..PR_JOBS_MAX.  PR_USAGE with err otherwise. */
 int pr_jobs_parse(const char *s, int *jobs, struct shoal_err *err);
