@@ -97,6 +97,8 @@ static long span_read(void *cls, uint64_t pos, char *buf, size_t max)
     size_t want = max;
     if (want > plen - in)
         want = (size_t)(plen - in);
+    if (v->pace)
+        want = v->pace(v->pace_ctx, want);
     ssize_t n = pread(s->fd, buf, want, (off_t)in);
     return n > 0 ? (long)n : -1;
 }
@@ -153,7 +155,7 @@ static int send_bytes(struct shoal_req *req, const struct shoal_pieceserve *v,
     uint64_t a = lo + first, b = lo + last;      /* file offsets */
     uint64_t pa = a / v->piece_size, pb = b / v->piece_size;
     uint64_t out_bytes = strcmp(shoal_req_method(req), "HEAD") ? b + 1 - a : 0;
-    if (pa == pb) {                  /* one piece: straight from its file */
+    if (pa == pb && v->pace == NULL) {  /* one piece: straight from its file */
         int fd;
         uint64_t size;
         if (shoal_store_open_piece(v->store, v->hashes[pa], &fd, &size, err) != 0) {
@@ -170,7 +172,8 @@ static int send_bytes(struct shoal_req *req, const struct shoal_pieceserve *v,
         rc = 0;
         goto out;
     }
-    /* Across pieces: every one must be here before the headers go. */
+    /* Across pieces, or paced: every one must be here before the headers
+     * go. */
     for (uint64_t p = pa; p <= pb; p++)
         if (!shoal_store_has(v->store, v->hashes[p])) {
             not_here(v, p, err);

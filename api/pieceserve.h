@@ -9,7 +9,8 @@
  * Answers carry Accept-Ranges, ETag (the quoted root, or the quoted piece
  * hash, also as X-Piece-Hash), X-Sign, and Content-Range on 206 and 416.
  * A range inside one piece goes out with sendfile straight from the piece
- * file; a range across pieces is read piece after piece as it is sent.
+ * file; a range across pieces, or any paced answer, is read piece after
+ * piece as it is sent.
  * A byte in a piece the store does not hold answers 409 incomplete.
  */
 #ifndef SHOAL_PIECESERVE_H
@@ -38,6 +39,13 @@ struct shoal_pieceserve {
     void (*release)(void *release_ctx, void *hold);
     void *release_ctx;
     void *hold;
+    /* Pacing, or NULL: before each block of the body, pace(pace_ctx,
+     * want) says how many of want bytes may go now (1 to want), sleeping
+     * first when they may not.  A paced body is read piece after piece
+     * (no sendfile), on the connection's thread: for a server with a
+     * thread per connection.  pace_ctx lives as long as the server. */
+    size_t (*pace)(void *pace_ctx, size_t want);
+    void *pace_ctx;
 };
 
 /*

@@ -324,6 +324,11 @@ int br_peers_list(struct br_app *app, const char *file_id,
                   const struct br_version *v, json_t *list,
                   struct shoal_err *err);
 
+/* url (len bytes as received: an embedded NUL makes strlen shorter) must
+ * be a base URL: absolute http or https (br_url_valid), without query or
+ * fragment, at most 2048 bytes; 400 naming 'url' otherwise (h_peers.c). */
+int br_peer_url_check(const char *url, size_t len, struct shoal_err *err);
+
 /* The X-Sign header value for a version, signed now; *expires (may be
  * NULL) gets its expiry. */
 void br_version_xsign(const struct br_app *app, const char *file_id,
@@ -441,6 +446,8 @@ BR_HANDLER(h_quota_put);
 BR_HANDLER(h_peer_announce);
 BR_HANDLER(h_peer_list);
 BR_HANDLER(h_peer_withdraw);
+BR_HANDLER(h_report_create);
+BR_HANDLER(h_report_list);
 BR_HANDLER(h_inject);
 BR_HANDLER(h_inject_get);
 BR_HANDLER(h_swarm_get);

@@ -15,10 +15,8 @@
 #define PEER_URL_MAX 2048            /* as the CHECK of 003_peers.sql */
 #define PEERS_MAX 200                /* announcements one GET lists */
 
-/* url (len bytes as received: an embedded NUL makes strlen shorter) must
- * be a base URL: absolute http or https (br_url_valid), without query or
- * fragment, at most PEER_URL_MAX bytes. */
-static int peer_url(const char *url, size_t len, struct shoal_err *err)
+/* broker.h; also checks the url of a bad-source report (h_reports.c). */
+int br_peer_url_check(const char *url, size_t len, struct shoal_err *err)
 {
     if (len == 0 || len > PEER_URL_MAX || strlen(url) != len ||
         !br_url_valid(url) || strpbrk(url, "?#") != NULL)
@@ -100,7 +98,7 @@ BR_HANDLER(h_peer_announce)
 
     if (shoal_json_only(body, keys, err) != 0 ||
         shoal_json_str(body, "url", &url, err) != 0 ||
-        peer_url(url, json_string_length(json_object_get(body, "url")),
+        br_peer_url_check(url, json_string_length(json_object_get(body, "url")),
                  err) != 0 ||
         shoal_json_str(body, "have", &have, err) != 0)
         return -1;
@@ -302,7 +300,7 @@ BR_HANDLER(h_peer_withdraw)
     if (url == NULL)
         return shoal_err_set(err, SHOAL_EINVAL, "missing query parameter 'url'");
     /* No version: every version (br_version_arg answers latest, 0). */
-    if (peer_url(url, strlen(url), err) != 0 ||
+    if (br_peer_url_check(url, strlen(url), err) != 0 ||
         br_version_arg(req, &any, &version, err) != 0)
         return -1;
     snprintf(version_t, sizeof version_t, "%d", version);

@@ -75,6 +75,8 @@ const struct shoal_route br_routes[] = {
     R("POST", "/v1/files/{id}/peers", AUTH | JSON, h_peer_announce),
     R("GET", "/v1/files/{id}/peers", AUTH, h_peer_list),
     R("DELETE", "/v1/files/{id}/peers", AUTH, h_peer_withdraw),
+    R("POST", "/v1/files/{id}/reports", AUTH | JSON, h_report_create),
+    R("GET", "/v1/reports", ADMIN, h_report_list),
 
     R("POST", "/v1/inject", AUTH | JSON, h_inject),
     R("GET", "/v1/inject", AUTH, h_inject_get),

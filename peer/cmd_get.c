@@ -1,6 +1,6 @@
 /*
  * cmd_get.c - shoal get ID [-o OUT] [--version N] [-j PER_SOURCE]
- *                          [--sources] [--stall SECS]
+ *                          [--sources] [--stall SECS] [--data-dir DIR]
  *
  * 1. GET /v1/files/{id}/manifest and trust it only when its X-Sign is a
  *    valid, unexpired signature by the pinned broker key, the body says
@@ -10,6 +10,12 @@
  * 3. download the others from the broker and every peer that holds
  *    them (fetch.c), each piece checked against its hash before it is
  *    written; --sources then tells who served what.
+ *
+ * The data folder (--data-dir, as for serve) keeps, after each download,
+ * the verified manifest and the holders that served it (pex.h).  When the
+ * broker cannot be reached, the manifest kept there (or a seeded
+ * version's record) is used, checked as in 1., and the holders are found
+ * through the peers known there (protocol.md, section 12).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +29,8 @@
 #include <unistd.h>
 
 #include "fetch.h"
+#include "log.h"
+#include "pex.h"
 #include "transfer.h"
 #include "util.h"
 
@@ -34,6 +42,8 @@ struct manifest {
     uint64_t count;
     unsigned char root[SHOAL_HASH_BYTES];
     unsigned char (*hashes)[SHOAL_HASH_BYTES];     /* count of them */
+    char xsign[SHOAL_XSIGN_MAX];                   /* the X-Sign checked */
+    int cached;                    /* from the data folder, not the broker */
 };
 
 /* Refuse the manifest of file id with a message; always -1. */
@@ -209,11 +219,17 @@ static int manifest_get(struct pr_ctx *ctx, const char *id, uint64_t version,
         refuse(err, id, "it is not a JSON object");
         goto out;
     }
-    if (check_signature(ctx, id, ans, shoal_client_header(ctx->client,
-                                                           "X-Sign"),
-                        &x, err) < 0 ||
+    const char *xsign = shoal_client_header(ctx->client, "X-Sign");
+    if (!xsign)
+        xsign = json_string_value(json_object_get(ans, "x_sign"));
+    if (check_signature(ctx, id, ans, xsign, &x, err) < 0 ||
         check_body(id, ans, &x, &hs, m, err) < 0)
         goto out;
+    if (strlen(xsign) >= sizeof(m->xsign)) {
+        refuse(err, id, "its X-Sign is too long");
+        goto out;
+    }
+    snprintf(m->xsign, sizeof(m->xsign), "%s", xsign);
     if (version && m->version != version) {
         refuse(err, id, "it is not the version asked for");
         goto out;
@@ -223,6 +239,71 @@ out:
     free(hs.hashes);
     json_decref(ans);
     return rc;
+}
+
+/* 1 when a failure with code means the broker cannot answer. */
+static int broker_down(enum shoal_code code)
+{
+    return code == SHOAL_ENET || code == SHOAL_EUNAVAILABLE ||
+           code == SHOAL_EBADGATEWAY;
+}
+
+/*
+ * The manifest of id from the broker; when the broker cannot answer, the
+ * one kept in the data folder dir (checked again, unexpired signature).
+ */
+static int manifest_find(struct pr_ctx *ctx, const char *dir, const char *id,
+                         uint64_t version, struct manifest *m,
+                         struct shoal_err *err)
+{
+    struct pr_version *v = NULL;
+    struct shoal_err e;
+
+    if (manifest_get(ctx, id, version, m, err) == 0)
+        return 0;
+    if (!dir || !err || !broker_down(err->code))
+        return -1;
+    shoal_err_clear(&e);
+    if (pr_manifest_cache_load(dir, ctx->id, id, version, &v, &e) < 0) {
+        shoal_log(SHOAL_LOG_DEBUG, NULL, "%s", e.msg);
+        return -1;
+    }
+    pr_warn("the broker cannot be reached (%s): using the manifest of "
+            "version %" PRIu64 " kept in '%s'", err->msg, v->version, dir);
+    m->version = v->version;
+    m->size = v->size;
+    m->piece_size = v->piece_size;
+    m->count = v->npieces;
+    memcpy(m->root, v->root, sizeof(m->root));
+    memcpy(m->xsign, v->xsign, sizeof(m->xsign));
+    m->hashes = v->hashes;
+    m->cached = 1;
+    v->hashes = NULL;
+    pr_version_free(v);
+    shoal_err_clear(err);
+    return 0;
+}
+
+/* Keep what this download learnt in the data folder dir: the manifest
+ * and who served it.  Failures are logged only. */
+static void remember(const char *dir, const char *id, const struct manifest *m,
+                     const struct pr_fetch_report *report)
+{
+    struct shoal_err e;
+
+    if (!dir)
+        return;
+    shoal_err_clear(&e);
+    if (!m->cached &&
+        pr_manifest_cache_save(dir, id, m->version, m->size, m->piece_size,
+                               (const unsigned char (*)[SHOAL_HASH_BYTES])
+                                   m->hashes,
+                               m->count, m->root, m->xsign, &e) < 0)
+        shoal_log(SHOAL_LOG_DEBUG, NULL, "cannot keep the manifest of file "
+                  "'%s': %s", id, e.msg);
+    if (report)
+        pr_holders_record(dir, id, m->version, m->count, report->sources,
+                          report->n);
 }
 
 /* OUT when -o is not given: the file's name, in the current folder.
@@ -363,6 +444,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     const char *jobs = NULL;
     const char *jobs_long = NULL;
     const char *stall_arg = NULL;
+    const char *data_arg = NULL;
     int show_sources = 0;
     const struct pr_opt opts[] = {
         { "o", &out_arg, NULL },
@@ -372,6 +454,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
         { "jobs", &jobs_long, NULL },
         { "sources", NULL, &show_sources },
         { "stall", &stall_arg, NULL },
+        { "data-dir", &data_arg, NULL },
         { NULL, NULL, NULL },
     };
     struct pr_progress *progress = NULL;
@@ -384,6 +467,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     uint64_t bytes = 0;
     uint64_t i;
     char *out = NULL;
+    char *dir = NULL;
     char id[37];
     int njobs = PR_JOBS_DEFAULT;
     double stall = PR_FETCH_STALL_DEFAULT;
@@ -422,7 +506,16 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
                                 "number", version_arg);
     }
 
-    if (manifest_get(ctx, id, version, &m, err) < 0)
+    if (data_arg && !*data_arg)
+        return pr_usage_err(err, "option '--data-dir' is empty");
+    {
+        struct shoal_err e;
+        shoal_err_clear(&e);
+        if (!(dir = pr_data_dir(data_arg, &e)))
+            shoal_log(SHOAL_LOG_DEBUG, NULL, "no data folder: %s", e.msg);
+    }
+
+    if (manifest_find(ctx, dir, id, version, &m, err) < 0)
         goto out;
     out = out_arg ? strdup(out_arg) : default_out(ctx, id, err);
     if (!out) {
@@ -448,6 +541,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     f.jobs = njobs;
     f.stall = stall;
     f.progress = progress;
+    f.data_dir = dir;
     pr_progress_phase(progress, "downloading", bytes);
     rc = pr_fetch_run(&f, todo, ntodo, &report, err);
     pr_progress_end(progress);
@@ -462,6 +556,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
                       strerror(errno));
         goto out;
     }
+    remember(dir, id, &m, report);
 
     if (ctx->json) {
         json_t *v = get_json(id, &f, out, bytes, ntodo, m.count, report,
@@ -483,6 +578,7 @@ out:
         close(fd);
     free(todo);
     free(out);
+    free(dir);
     free(m.hashes);
     return rc;
 }

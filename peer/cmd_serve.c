@@ -1,8 +1,8 @@
 /*
  * cmd_serve.c - shoal serve [--listen ADDR:PORT] [--advertise URL]
  *               [--data-dir DIR] [--max-storage SIZE] [--max-seed-ratio R]
- *               [--auth-ttl SECS] [--announce-interval SECS]
- *               [--trust-interval SECS]
+ *               [--max-upload-rate RATE] [--auth-ttl SECS]
+ *               [--announce-interval SECS] [--trust-interval SECS]
  *
  * The peer as a daemon: it serves the versions held in its data folder
  * (serve.c), announces each to the tracker (POST /v1/files/{id}/peers)
@@ -10,7 +10,9 @@
  * the broker gives an announcement), pulls its trust bubble every trust
  * interval, takes in versions added meanwhile by 'shoal seed' (every
  * announce round, or at once on SIGHUP), renews X-Sign signatures that
- * near their expiry, and on SIGTERM or SIGINT withdraws its announcements
+ * near their expiry, sends at most RATE bytes a second of content and
+ * pieces in all (bytes, K, M, G suffixes as for sizes; no limit by
+ * default), and on SIGTERM or SIGINT withdraws its announcements
  * (DELETE) and stops.
  */
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "pex.h"
 #include "pieceserve.h"
 #include "serve.h"
 #include "util.h"
@@ -38,6 +41,7 @@ struct opts {
     const char *advertise;
     const char *data_dir;
     uint64_t max_storage;
+    uint64_t max_upload_rate;        /* bytes a second, 0: no limit */
     double ratio;
     double auth_ttl;
     double announce;                 /* 0: from the broker's answers */
@@ -103,6 +107,47 @@ out:
     json_decref(body);
     json_decref(ans);
     return rc;
+}
+
+/* The holders of v the tracker lists, noted in known (this peer's
+ * holders.json, pex.h; what it answers on GET /v1/peers).  1 when known
+ * changed. */
+static int learn(struct pr_srv *srv, const struct pr_version *v, json_t *known)
+{
+    struct shoal_err e;
+    json_t *ans = NULL;
+    json_t *p;
+    char path[128];
+    char norm[PR_URL_MAX];
+    time_t now = time(NULL);
+    size_t i;
+    int changed = 0;
+
+    snprintf(path, sizeof(path), "/v1/files/%s/peers?version=%" PRIu64,
+             v->file_id, v->version);
+    shoal_err_clear(&e);
+    if (pr_link_call(srv->link, "GET", path, NULL, &ans, NULL, &e) < 0) {
+        shoal_log(SHOAL_LOG_DEBUG, NULL, "tracker: cannot list the holders of "
+                  "file '%s': %s", v->file_id, e.msg);
+        return 0;
+    }
+    json_array_foreach(json_object_get(ans, "peers"), i, p) {
+        const char *kind = json_string_value(json_object_get(p, "kind"));
+        const char *url = json_string_value(json_object_get(p, "url"));
+        const char *have = json_string_value(json_object_get(p, "have"));
+        if (i >= PR_HOLDERS_PER_FILE)
+            break;
+        /* a broker without a bitfield is not known to hold anything */
+        if (!kind || !url || !have || pr_broker_url(url, norm, NULL) < 0 ||
+            strcmp(norm, srv->advertise) == 0 ||
+            (strcmp(kind, "peer") != 0 && strcmp(kind, "broker") != 0))
+            continue;
+        if (pr_holders_note(known, norm, kind, v->file_id, v->version, have,
+                            now) == 0)
+            changed = 1;
+    }
+    json_decref(ans);
+    return changed;
 }
 
 /* Withdraw the announcements of file_id (version 0: every version). */
@@ -217,9 +262,13 @@ static void announce_round(struct pr_srv *srv, double *ttl)
     size_t n;
     struct pr_served **all;
 
+    json_t *known = NULL;
+    int learnt = 0;
+
     rescan(srv);
     if (!(all = snapshot(srv, &n)))
         return;
+    known = pr_holders_load(pr_held_dir(srv->held));
     for (size_t i = 0; i < n; i++) {
         struct pr_served *s = all[i];
         struct shoal_err e;
@@ -231,6 +280,8 @@ static void announce_round(struct pr_srv *srv, double *ttl)
         if (serve) {
             if (announce(srv, s, ttl, &e) == 0) {
                 s->announced = 1;
+                if (known && learn(srv, s->v, known))
+                    learnt = 1;
             } else {
                 shoal_log(SHOAL_LOG_WARN, NULL, "cannot announce version %"
                           PRIu64 " of file '%s': %s", s->v->version,
@@ -251,6 +302,14 @@ static void announce_round(struct pr_srv *srv, double *ttl)
         pr_serve_put(srv, all[i]);
     }
     free(all);
+    if (learnt) {
+        struct shoal_err e;
+        shoal_err_clear(&e);
+        if (pr_holders_save(pr_held_dir(srv->held), known, &e) < 0)
+            shoal_log(SHOAL_LOG_WARN, NULL, "cannot keep the holders the "
+                      "tracker listed: %s", e.msg);
+    }
+    json_decref(known);
 }
 
 /* Clean shutdown: every announcement goes. */
@@ -365,13 +424,14 @@ static int parse_opts(int argc, char **argv, struct opts *o,
                       struct shoal_err *err)
 {
     const char *max_storage = NULL, *ratio = NULL, *auth_ttl = NULL;
-    const char *announce_s = NULL, *trust = NULL;
+    const char *announce_s = NULL, *trust = NULL, *upload_rate = NULL;
     const struct pr_opt table[] = {
         { "listen", &o->listen, NULL },
         { "advertise", &o->advertise, NULL },
         { "data-dir", &o->data_dir, NULL },
         { "max-storage", &max_storage, NULL },
         { "max-seed-ratio", &ratio, NULL },
+        { "max-upload-rate", &upload_rate, NULL },
         { "auth-ttl", &auth_ttl, NULL },
         { "announce-interval", &announce_s, NULL },
         { "trust-interval", &trust, NULL },
@@ -392,6 +452,10 @@ static int parse_opts(int argc, char **argv, struct opts *o,
     if (max_storage && pr_size_parse(max_storage, &o->max_storage) < 0)
         return pr_usage_err(err, "--max-storage '%s' is not a size (e.g. "
                             "20GiB)", max_storage);
+    if (upload_rate && (pr_size_parse(upload_rate, &o->max_upload_rate) < 0 ||
+                        o->max_upload_rate == 0))
+        return pr_usage_err(err, "--max-upload-rate '%s' is not a rate of "
+                            "bytes a second above 0 (e.g. 2M)", upload_rate);
     if (ratio) {
         errno = 0;
         o->ratio = strtod(ratio, &end);
@@ -507,6 +571,10 @@ int pr_cmd_serve(struct pr_ctx *ctx, int argc, char **argv,
     srv.id = ctx->id;
     srv.max_storage = o.max_storage;
     srv.max_ratio = o.ratio;
+    if (o.max_upload_rate && !(srv.rate = pr_rate_new(o.max_upload_rate))) {
+        shoal_err_set(err, SHOAL_EIO, "out of memory");
+        goto out;
+    }
     srv.count = calloc(pr_serve_nroutes + 1, sizeof(*srv.count));
     if (!srv.count) {
         shoal_err_set(err, SHOAL_EIO, "out of memory");
@@ -588,6 +656,7 @@ out:
     pr_gate_free(srv.gate);
     pr_link_free(srv.link);
     pr_held_close(srv.held);
+    pr_rate_free(srv.rate);
     free(srv.count);
     free(dir);
 out_early:

@@ -437,6 +437,10 @@ static void job_done(struct engine *e, const struct pr_verify_job *j)
     pr_progress_add(e->f->progress, -(int64_t)j->len);
     if (j->ok)
         return;                         /* a copy that came second */
+    if (!src->bad) {
+        src->bad = 1;
+        src->bad_piece = j->piece;
+    }
     if (src->live) {
         pr_warn("%s '%s'%s%s%s sent piece %" PRIu64 " of file '%s' with a "
                 "wrong hash: dropped it", src_name(e, j->src), src->url,
@@ -708,6 +712,55 @@ static int engine_loop(struct engine *e, const uint64_t *todo, uint64_t n,
     return 0;
 }
 
+/* Tell the broker which sources sent a piece that failed its hash check
+ * (POST /v1/files/{id}/reports), one report each.  Best effort: a report
+ * the broker refuses is a warning; once it cannot be reached, the others
+ * are not tried. */
+static void sources_report(const struct pr_fetch *f, const struct pr_source *src,
+                           int nsrc)
+{
+    char path[128];
+    int i;
+
+    snprintf(path, sizeof(path), "/v1/files/%s/reports", f->file_id);
+    for (i = 0; i < nsrc; i++) {
+        const struct pr_source *s = &src[i];
+        struct shoal_err err;
+        char reason[128];
+        json_t *body;
+        json_t *ans = NULL;
+        int rc;
+
+        if (!s->bad)
+            continue;
+        shoal_err_clear(&err);
+        snprintf(reason, sizeof(reason), "sent piece %" PRIu64 ", which "
+                 "failed its hash check", s->bad_piece);
+        body = json_pack("{s:s, s:I, s:I, s:s}", "url", s->url,
+                         "piece", (json_int_t)s->bad_piece,
+                         "version", (json_int_t)f->version,
+                         "reason", reason);
+        if (!body) {
+            pr_warn("cannot report %s '%s': out of memory",
+                    pr_source_kind_name(s->kind), s->url);
+            return;
+        }
+        rc = pr_call(f->ctx, "POST", path, body, &ans, &err);
+        json_decref(body);
+        json_decref(ans);
+        if (rc < 0) {
+            pr_warn("cannot report %s '%s' to the broker: %s",
+                    pr_source_kind_name(s->kind), s->url, err.msg);
+            if (err.code == SHOAL_ENET)
+                return;
+            continue;
+        }
+        shoal_log(SHOAL_LOG_INFO, NULL, "reported %s '%s' for piece %"
+                  PRIu64 " of file '%s'", pr_source_kind_name(s->kind),
+                  s->url, s->bad_piece, f->file_id);
+    }
+}
+
 int pr_fetch_run(const struct pr_fetch *f, const uint64_t *todo, uint64_t n,
                  struct pr_fetch_report **report, struct shoal_err *err)
 {
@@ -730,6 +783,8 @@ out:
     /* verified pieces still with the hashing threads get written */
     hashers_stop(&e);
     engine_free(&e);
+    if (e.src)
+        sources_report(f, e.src, e.nsrc);
     if (report && (*report = calloc(1, sizeof(**report)))) {
         (*report)->sources = e.src;
         (*report)->n = e.nsrc;

@@ -44,6 +44,9 @@ struct pr_fetch {
                                   * is dropped (0: PR_FETCH_STALL_DEFAULT) */
     int broker_only;             /* 1: do not ask the tracker for peers */
     struct pr_progress *progress;    /* may be NULL */
+    const char *data_dir;        /* the data folder whose holders.json is
+                                  * used when the tracker cannot be asked
+                                  * (pex.h), or NULL */
 };
 
 /* --- sources (sources.c) --- */
@@ -69,6 +72,9 @@ struct pr_source {
     uint64_t pieces;             /* pieces it delivered first, verified */
     uint64_t bytes;              /* their bytes */
     uint64_t received;           /* body bytes it sent, good or not */
+    int bad;                     /* 1 once it sent a piece that failed its
+                                  * hash check: reported to the broker */
+    uint64_t bad_piece;          /* the first such piece */
 };
 
 /* 1 when source s holds piece p. */
@@ -82,9 +88,12 @@ static inline int pr_source_has(const struct pr_source *s, uint64_t p)
  * brokers first (the identity's own broker at the URL of the identity;
  * another file broker, listed without a bitfield, is asked its /have),
  * then the peers that hold at least one piece, at most
- * PR_FETCH_SOURCES_MAX in all.  With f->broker_only, or when the tracker
- * cannot be asked or answers something unusable, the identity's broker
- * alone, taken to hold every piece.  New array in *out (*n entries;
+ * PR_FETCH_SOURCES_MAX in all.  When the tracker cannot be asked, the
+ * holders known in f->data_dir and those the peers among them list
+ * (pr_pex_find; the identity's broker first, unless it cannot be
+ * reached at all).  With f->broker_only, or when that finds no one or the
+ * tracker answers something unusable, the identity's broker alone, taken
+ * to hold every piece.  New array in *out (*n entries;
  * pr_sources_free).  -1 with err only on ENOMEM.
  */
 int pr_sources_find(const struct pr_fetch *f, struct pr_source **out,
@@ -158,8 +167,10 @@ struct pr_fetch_report {
  * threads, and written at its offset only once its SHA-256 equals
  * f->hashes[p].
  *
- * A source that sends a piece that fails its hash is dropped at once, and
- * warned about; a peer that stalls (f->stall seconds without a byte),
+ * A source that sends a piece that fails its hash is dropped at once,
+ * warned about, and reported to the broker once the download ends
+ * (POST /v1/files/{id}/reports, best effort: a report that fails is a
+ * warning); a peer that stalls (f->stall seconds without a byte),
  * disconnects, or refuses is dropped; a file broker is dropped after
  * PR_FETCH_TRIES failures in a row.  Their pieces go to the other
  * holders.  When some pieces have no live holder left, the others are

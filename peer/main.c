@@ -70,7 +70,7 @@ static const struct cmd commands[] = {
       "upload a file (or a new version of it)", PR_RUN_IDENTITY },
     { "get", pr_cmd_get,
       "get ID [-o OUT] [--version N] [-j PER_SOURCE] [--sources]\n"
-      "       [--stall SECS]\n"
+      "       [--stall SECS] [--data-dir DIR]\n"
       "\n"
       "  -o, --output OUT  where to write (default: the file's name, here)\n"
       "  --version N       a version other than the latest\n"
@@ -79,13 +79,18 @@ static const struct cmd commands[] = {
       "                    \"sources\" with --json)\n"
       "  --stall SECS      drop a source that sends nothing this long\n"
       "                    (default 5)\n"
+      "  --data-dir DIR    the peer's data folder (as for seed): it keeps\n"
+      "                    the manifest and who served it\n"
       "\n"
       "Downloads from the broker and every peer the tracker lists, rarest\n"
       "piece first.  The manifest's signature is checked against the\n"
       "pinned broker key and every piece against the manifest before it is\n"
       "written; a source that sends a bad piece, stalls or disconnects is\n"
       "dropped and its pieces taken from the others.  An OUT that exists\n"
-      "is resumed: the pieces in it that check out are kept.",
+      "is resumed: the pieces in it that check out are kept.  When the\n"
+      "broker cannot be reached, the manifest kept in the data folder is\n"
+      "used (give -o) and the holders are found through the peers known\n"
+      "there (their GET /v1/peers).",
       "download a file, verifying every piece", PR_RUN_IDENTITY },
     { "seed", pr_cmd_seed,
       "seed ID PATH [--version N] [--data-dir DIR]\n"
@@ -102,6 +107,7 @@ static const struct cmd commands[] = {
     { "serve", pr_cmd_serve,
       "serve [--listen ADDR:PORT] [--advertise URL] [--data-dir DIR]\n"
       "            [--max-storage SIZE] [--max-seed-ratio R] [--auth-ttl SECS]\n"
+      "            [--max-upload-rate RATE]\n"
       "            [--announce-interval SECS] [--trust-interval SECS]\n"
       "\n"
       "  --listen ADDR:PORT       where to listen (default 127.0.0.1:7070)\n"
@@ -112,6 +118,9 @@ static const struct cmd commands[] = {
       "                           (e.g. 20GiB; default: no limit)\n"
       "  --max-seed-ratio R       stop serving a version once R times its\n"
       "                           size has been uploaded (default 3; 0: never)\n"
+      "  --max-upload-rate RATE   send content and pieces at most this many\n"
+      "                           bytes a second in all (e.g. 2M; default:\n"
+      "                           no limit)\n"
       "  --auth-ttl SECS          keep the broker's yes to a session this long\n"
       "                           (default 60)\n"
       "  --announce-interval SECS (default: half the broker's peer_ttl)\n"

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "pex.h"
 #include "pieceserve.h"
 #include "serve.h"
 #include "util.h"
@@ -159,6 +160,8 @@ static int file_arg(const struct shoal_req *req, char id[37],
                     struct shoal_err *err)
 {
     const char *s = shoal_req_param(req, "id");
+    if (!s)                               /* GET /v1/peers?file=ID */
+        s = shoal_req_query(req, "file");
     if (!s || shoal_uuid_normalize(s, id, "id", NULL) < 0)
         return shoal_err_set(err, SHOAL_EINVAL, "file id '%.64s' is not a "
                              "UUID", s ? s : "");
@@ -197,7 +200,8 @@ int pr_serve_auth(struct shoal_req *req, const char *bearer,
     /* A file not held here: only the session is checked, and the handler
      * answers 404. */
     struct pr_served *s = pr_serve_get(srv, id, 0);
-    int held = s != NULL;
+    /* /v1/peers (no {id}) tells about any file: always checked with it */
+    int held = s != NULL || !shoal_req_param(req, "id");
     pr_serve_put(srv, s);
     if (pr_gate_check(srv->gate, bearer, shoal_req_ip(req), held ? id : NULL,
                       user, &close, err) < 0) {
@@ -280,6 +284,8 @@ static int answer(struct shoal_req *req, int one_piece, struct shoal_err *err)
         .release = served_release,   /* s lives until the answer is sent */
         .release_ctx = srv,
         .hold = s,
+        .pace = srv->rate ? pr_rate_take : NULL,     /* --max-upload-rate */
+        .pace_ctx = srv->rate,
     };
     /* s may be gone once the answer is set: count on it first. */
     pthread_mutex_lock(&srv->lock);
@@ -448,6 +454,7 @@ const struct shoal_route pr_serve_routes[] = {
     { "GET", "/v1/files/{id}/content", SHOAL_ROUTE_AUTH, h_content, NULL, 0 },
     { "GET", "/v1/files/{id}/pieces/{n}", SHOAL_ROUTE_AUTH, h_piece, NULL, 0 },
     { "GET", "/v1/files/{id}/have", SHOAL_ROUTE_AUTH, h_have, NULL, 0 },
+    { "GET", "/v1/peers", SHOAL_ROUTE_AUTH, pr_serve_h_peers, NULL, 0 },
 };
 const size_t pr_serve_nroutes = sizeof(pr_serve_routes) /
                                 sizeof(pr_serve_routes[0]);

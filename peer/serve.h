@@ -15,6 +15,7 @@
  *                                   and again when it is loaded
  *   stats.json                      bytes uploaded and downloaded, in all
  *                                   and per version (for the seed ratio)
+ *   holders.json, manifests/        peer exchange (pex.h)
  *
  * A manifest record is written (atomically) only once every piece of its
  * version is in the store.
@@ -203,6 +204,7 @@ struct pr_srv {
     uint64_t admitted_bytes;
     _Atomic unsigned long long uploaded, downloaded;
     _Atomic unsigned long long (*count)[600];   /* per route and status */
+    struct pr_rate *rate;            /* --max-upload-rate, or NULL */
 };
 
 extern const struct shoal_route pr_serve_routes[];
@@ -228,6 +230,19 @@ void pr_serve_put(struct pr_srv *srv, struct pr_served *s);
 int pr_serve_seeded_out(const struct pr_srv *srv, const struct pr_served *s);
 /* Forget every version. */
 void pr_serve_clear(struct pr_srv *srv);
+
+/* --- the upload limit (rate.c) --- */
+
+struct pr_rate;
+
+/* A limit of bytes_per_sec (more than 0) shared by every caller; NULL
+ * on ENOMEM or for 0. */
+struct pr_rate *pr_rate_new(uint64_t bytes_per_sec);
+void pr_rate_free(struct pr_rate *r);
+/* How many of want bytes (at least 1 when want is) may be sent now by a
+ * caller of limit arg (a struct pr_rate); sleeps first when the limit
+ * says so.  Thread-safe; the pace function of struct shoal_pieceserve. */
+size_t pr_rate_take(void *arg, size_t want);
 
 /* --- sizes and durations on the command line (held.c) --- */
 

@@ -11,6 +11,7 @@
 
 #include "fetch.h"
 #include "log.h"
+#include "pex.h"
 #include "util.h"
 
 const char *pr_source_kind_name(enum pr_source_kind kind)
@@ -204,6 +205,29 @@ static int list_take(struct list *l, const json_t *ans, int *usable,
     return 0;
 }
 
+/* pr_pex_add_fn of pr_pex_find: one source into the list. */
+struct pex_arg {
+    struct list *l;
+    struct shoal_err *err;
+};
+
+static int pex_add(void *arg, enum pr_source_kind kind, const char *url,
+                   const char *id, const char *have)
+{
+    struct pex_arg *a = arg;
+
+    return list_add(a->l, kind, url, id, have, a->err);
+}
+
+/* 1 when a tracker failure with code means the broker cannot answer
+ * (rather than a refusal): the holders known here are asked instead. */
+static int tracker_down(enum shoal_code code)
+{
+    return code == SHOAL_ENET || code == SHOAL_EUNAVAILABLE ||
+           code == SHOAL_EINTERNAL || code == SHOAL_EBADGATEWAY ||
+           code == SHOAL_EPROTO;
+}
+
 int pr_sources_find(const struct pr_fetch *f, struct pr_source **out,
                     int *n, struct shoal_err *err)
 {
@@ -225,10 +249,24 @@ int pr_sources_find(const struct pr_fetch *f, struct pr_source **out,
         snprintf(path, sizeof(path), "/v1/files/%s/peers?version=%" PRIu64,
                  f->file_id, f->version);
         shoal_err_clear(&e);
-        if (pr_call(f->ctx, "GET", path, NULL, &ans, &e) < 0)
-            shoal_log(SHOAL_LOG_DEBUG, NULL, "tracker: %s; downloading from "
-                      "the broker alone", e.msg);
-        else if (list_take(&l, ans, &usable, err) < 0)
+        if (pr_call(f->ctx, "GET", path, NULL, &ans, &e) < 0) {
+            struct pex_arg pa = { &l, err };
+            if (tracker_down(e.code) && f->data_dir) {
+                shoal_log(SHOAL_LOG_INFO, NULL, "tracker: %s; asking the "
+                          "holders known here", e.msg);
+                /* a broker that answers 5xx may still serve content */
+                if ((e.code != SHOAL_ENET &&
+                     list_add(&l, PR_SOURCE_BROKER, f->ctx->id->broker,
+                              f->ctx->id->broker_id[0] ?
+                              f->ctx->id->broker_id : NULL, NULL, err) < 0) ||
+                    pr_pex_find(f, 1, pex_add, &pa) < 0)
+                    goto fail;
+                usable = l.n > 0;
+            }
+            if (!usable)
+                shoal_log(SHOAL_LOG_DEBUG, NULL, "tracker: %s; downloading "
+                          "from the broker alone", e.msg);
+        } else if (list_take(&l, ans, &usable, err) < 0)
             goto fail;
         else if (!usable)
             shoal_log(SHOAL_LOG_DEBUG, NULL, "tracker: its answer is not "

@@ -345,6 +345,29 @@ def test_a_corrupting_peer_is_dropped_and_named(setup, peers, tmp_path):
     assert "failed its hash check" in sources_text(err)[bad.url][3]
 
 
+def test_a_corrupting_peer_is_reported(setup, peers, broker, tmp_path):
+    """shoal get reports the source it dropped for a bad piece to the
+    broker (POST /v1/files/{id}/reports): the operator finds it, with the
+    user who announced it; the good sources are not reported."""
+    cli, owner, fid, data = setup()
+    n = len(split(data, PS))
+    good, bad = peers(data, fid), peers(data, fid, mode="corrupt")
+    for p in (good, bad):
+        announce(owner, fid, p, n)
+    out = tmp_path / "out"
+    body, err, _ = get(cli, fid, out)
+    assert out.read_bytes() == data
+    assert "failed its hash check" in by_url(body)[bad.url]["dropped"]
+    assert "cannot report" not in err, err
+    reports = expect(broker.admin.get("/v1/reports", params={"file": fid}), 200)["reports"]
+    assert len(reports) == 1, reports
+    r = reports[0]
+    assert (r["url"], r["version"], r["reporter_id"], r["peer_user_id"]) == \
+        (bad.url, 1, cli.identity()["user_id"], owner.user_id)
+    assert 0 <= r["piece"] < n
+    assert r["reason"] == f"sent piece {r['piece']}, which failed its hash check"
+
+
 def test_a_peer_killed_mid_download(setup, peers, tmp_path):
     """Two slow peers are the only holders (the broker holds nothing); one
     is killed (SIGKILL) once it has sent some bytes: the other sends the

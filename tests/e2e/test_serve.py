@@ -494,3 +494,69 @@ def test_bad_options(owner):
     for listen in ("nonsense", "localhost:80", "127.0.0.1:99999", "127.0.0.1:"):
         body = owner.json("serve", "--listen", listen, rc=2)
         assert listen in body["error"]["message"], body
+
+
+# --- upload limit ---------------------------------------------------------------
+
+def test_max_upload_rate(owner, tmp_path, peers, user):
+    """--max-upload-rate 2M: 4 MiB of content take about 2 s, whole or as
+    two ranges at once (one limit for every connection), and arrive
+    intact; a piece and a range inside one piece are paced too."""
+    import threading
+
+    data = pattern(4 << 20, new_uuid().encode())
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    fid = owner.json("put", src, "--piece-size", "256K")["file_id"]
+    b = user()
+    grant_read(owner, b)
+    assert owner.json("seed", fid, src)["pieces"] == 16
+    peer = peers(owner, "--max-upload-rate", "2M")
+    s = peer.session(token=b.session_id)
+    assert s.get(f"/v1/files/{fid}/have").status_code == 200       # session checked
+
+    t0 = time.monotonic()
+    r = s.get(f"/v1/files/{fid}/content", timeout=30)
+    took = time.monotonic() - t0
+    assert r.status_code == 200 and r.content == data
+    assert 1.5 <= took < 6, took
+
+    # two halves at once, on two connections: the same limit for both
+    got = {}
+
+    def fetch(i):
+        lo, hi = i * (2 << 20), (i + 1) * (2 << 20) - 1
+        ri = peer.session(token=b.session_id).get(
+            f"/v1/files/{fid}/content", headers={"Range": f"bytes={lo}-{hi}"}, timeout=30)
+        got[i] = (ri.status_code, ri.content == data[lo:hi + 1])
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(40)
+    took = time.monotonic() - t0
+    assert got == {0: (206, True), 1: (206, True)}, got
+    assert 1.5 <= took < 6, took
+
+    # one piece (sendfile without a limit) and a range inside it
+    t0 = time.monotonic()
+    r = s.get(f"/v1/files/{fid}/pieces/3", timeout=30)
+    assert r.status_code == 200 and r.content == data[3 << 18:4 << 18]
+    r = s.get(f"/v1/files/{fid}/pieces/5", headers={"Range": "bytes=100-199"}, timeout=30)
+    assert r.status_code == 206 and r.content == data[(5 << 18) + 100:(5 << 18) + 200]
+    assert time.monotonic() - t0 >= 0.08                  # 256 KiB at 2 MiB/s: 0.125 s
+    assert metric(peer.metrics(), "shoal_peer_upload_bytes_total") >= 2 * len(data)
+
+    # JSON answers are not held back
+    t0 = time.monotonic()
+    for _ in range(5):
+        assert s.get(f"/v1/files/{fid}/have").status_code == 200
+    assert time.monotonic() - t0 < 2
+
+
+def test_max_upload_rate_bad_values(owner):
+    for bad in ("0", "0.1", "x", "-1", "2Q", "", "1M/s", "+5"):
+        body = owner.json("serve", "--max-upload-rate", bad, rc=2)
+        assert body["error"]["code"] == "usage", (bad, body)
+        assert "--max-upload-rate" in body["error"]["message"], body
