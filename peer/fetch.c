@@ -604,10 +604,7 @@ static void engine_free(struct engine *e)
     free(e->pool);
     if (e->multi)
         curl_multi_cleanup(e->multi);
-    curl_slist_free_all(e->hdrs);
-    for (k = 0; k < e->nold; k++)
-        curl_slist_free_all(e->old_hdrs[k]);
-    free(e->old_hdrs);
+    pr_auth_hdrs_free(&e->auth);
     free(e->order);
     free(e->retry);
     free(e->pc);

@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 
+#include "authhdrs.h"
 #include "fetch.h"
 
 #define SPAN_PIECES 32               /* pieces in one request */
@@ -78,9 +79,7 @@ struct engine {
     int jobs;                        /* slots per source */
     double stall;
     CURLM *multi;
-    struct curl_slist *hdrs;         /* the headers of new requests */
-    struct curl_slist **old_hdrs;    /* replaced, still used by requests */
-    int nold;
+    struct pr_auth_hdrs auth;        /* the session headers */
     unsigned gen;                    /* bumped with every new session */
     uint64_t done_since_login;
     uint64_t left;                   /* pieces not yet done */

@@ -254,7 +254,7 @@ int fx_slot_start(struct engine *e, struct slot *s, struct shoal_err *err)
              first * (uint64_t)f->piece_size,
              last * (uint64_t)f->piece_size + piece_len(e, last) - 1);
     SET(CURLOPT_URL, s->url);
-    SET(CURLOPT_HTTPHEADER, e->hdrs);
+    SET(CURLOPT_HTTPHEADER, e->auth.cur);
     SET(CURLOPT_RANGE, range);
     s->gen = e->gen;
     if (curl_multi_add_handle(e->multi, s->easy) != CURLM_OK)
@@ -303,25 +303,9 @@ static int session_refused(const struct shoal_err *berr)
 /* The request headers with the current session.  -1 on ENOMEM. */
 int fx_headers_make(struct engine *e, struct shoal_err *err)
 {
-    struct curl_slist *t;
-    char auth[128];
-
-    if (e->hdrs) {
-        struct curl_slist **o = realloc(e->old_hdrs,
-                                        (size_t)(e->nold + 1) * sizeof(*o));
-        if (!o)
-            return shoal_err_set(err, SHOAL_EIO, "out of memory");
-        e->old_hdrs = o;
-        e->old_hdrs[e->nold++] = e->hdrs;
-        e->hdrs = NULL;
-    }
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-             e->f->ctx->session.session_id);
-    t = curl_slist_append(NULL, auth);
-    explicit_bzero(auth, sizeof(auth));
-    if (!t)
-        return shoal_err_set(err, SHOAL_EIO, "out of memory");
-    e->hdrs = t;
+    if (pr_auth_hdrs_renew(&e->auth, e->f->ctx->session.session_id, NULL,
+                           err) < 0)
+        return -1;
     e->gen++;
     e->done_since_login = 0;
     return 0;

@@ -17,6 +17,7 @@
 
 #include <curl/curl.h>
 
+#include "authhdrs.h"
 #include "log.h"
 #include "transfer.h"
 #include "util.h"
@@ -51,9 +52,7 @@ struct engine {
     CURLM *multi;
     struct slot *slots;
     int nslots;
-    struct curl_slist *hdrs;         /* the headers of new requests */
-    struct curl_slist **old_hdrs;    /* replaced, still used by requests */
-    int nold;
+    struct pr_auth_hdrs auth;        /* the session headers */
     unsigned gen;                    /* bumped with every new session */
     uint64_t done_since_login;       /* pieces done with this session */
     const uint64_t *todo;
@@ -93,33 +92,13 @@ static uint32_t piece_len(const struct engine *e, uint64_t piece)
 /* The request headers with the current session.  -1 on ENOMEM. */
 static int headers_make(struct engine *e, struct shoal_err *err)
 {
-    struct curl_slist *l = NULL;
-    struct curl_slist *t;
-    char auth[128];
+    static const char *const extra[] = {
+        "Expect:", "Content-Type: application/octet-stream", NULL,
+    };
 
-    if (e->hdrs) {
-        struct curl_slist **o = realloc(e->old_hdrs,
-                                        (size_t)(e->nold + 1) * sizeof(*o));
-        if (!o)
-            return shoal_err_set(err, SHOAL_EIO, "out of memory");
-        e->old_hdrs = o;
-        e->old_hdrs[e->nold++] = e->hdrs;
-        e->hdrs = NULL;
-    }
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-             e->x->ctx->session.session_id);
-    t = curl_slist_append(l, auth);
-    if (t)
-        t = curl_slist_append(l = t, "Expect:");
-    if (t)
-        t = curl_slist_append(l = t,
-                              "Content-Type: application/octet-stream");
-    explicit_bzero(auth, sizeof(auth));
-    if (!t) {
-        curl_slist_free_all(l);
-        return shoal_err_set(err, SHOAL_EIO, "out of memory");
-    }
-    e->hdrs = t;
+    if (pr_auth_hdrs_renew(&e->auth, e->x->ctx->session.session_id, extra,
+                           err) < 0)
+        return -1;
     e->gen++;
     e->done_since_login = 0;
     return 0;
@@ -244,7 +223,7 @@ static int slot_start(struct engine *e, struct slot *s, struct shoal_err *err)
              "?version=%" PRIu64, x->ctx->id->broker, x->file_id, s->piece,
              x->version);
     SET(CURLOPT_URL, s->url);
-    SET(CURLOPT_HTTPHEADER, e->hdrs);
+    SET(CURLOPT_HTTPHEADER, e->auth.cur);
     s->gen = e->gen;
     SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)piece_len(e, s->piece));
     if (curl_multi_add_handle(e->multi, s->easy) != CURLM_OK)
@@ -418,10 +397,7 @@ static void engine_free(struct engine *e)
     free(e->slots);
     if (e->multi)
         curl_multi_cleanup(e->multi);
-    curl_slist_free_all(e->hdrs);
-    for (i = 0; i < e->nold; i++)
-        curl_slist_free_all(e->old_hdrs[i]);
-    free(e->old_hdrs);
+    pr_auth_hdrs_free(&e->auth);
     free(e->retries);
     free(e->tries);
 }
