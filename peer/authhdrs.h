@@ -1,15 +1,20 @@
 /*
- * authhdrs.h - the request headers of a transfer engine (upload or
- * download), carrying the current session.  A renewed session makes new
- * headers; the old lists stay alive until the engine ends, because
- * requests started before the renewal still point at them.
+ * authhdrs.h - what the transfer engines (upload, transfer.c; download,
+ * fetch_req.c) share about their requests: the headers carrying the
+ * current session (a renewed session makes new headers; the old lists
+ * stay alive until the engine ends, because requests started before the
+ * renewal still point at them), and the error answer of a request.
  */
 #ifndef PR_AUTHHDRS_H
 #define PR_AUTHHDRS_H
 
 #include <curl/curl.h>
 
+#include <stddef.h>
+
 #include "err.h"
+
+#define PR_ANSWER_MAX 4096           /* kept of an error answer's body */
 
 struct pr_auth_hdrs {
     struct curl_slist *cur;          /* the headers of new requests */
@@ -25,5 +30,24 @@ int pr_auth_hdrs_renew(struct pr_auth_hdrs *h, const char *session_id,
 
 /* Free every list h holds. */
 void pr_auth_hdrs_free(struct pr_auth_hdrs *h);
+
+/* 1 when an answer (as err) refused the session itself: expired, unknown
+ * or revoked.  The headers are then renewed with a new session. */
+int pr_auth_refused(const struct shoal_err *err);
+
+/* The start of a request's answer body (JSON), NUL-terminated. */
+struct pr_answer {
+    char body[PR_ANSWER_MAX];
+    size_t len;
+};
+
+void pr_answer_reset(struct pr_answer *a);
+
+/* Keep what still fits of data. */
+void pr_answer_keep(struct pr_answer *a, const char *data, size_t len);
+
+/* err from the answer's status and JSON error body (shoal_err_from_json). */
+void pr_answer_error(const struct pr_answer *a, long status,
+                     struct shoal_err *err);
 
 #endif

@@ -16,7 +16,6 @@
 #define SPAN_PIECES 32               /* pieces in one request */
 #define SPAN_BYTES (8u << 20)        /* bytes in one request */
 #define COPIES_MAX 3                 /* requests for one piece at once */
-#define ERRBODY_MAX 4096             /* kept of an error answer */
 #define BACKOFF 0.25                 /* seconds per failure in a row */
 #define RECV_BUFFER (256L << 10)
 #define TICK_MS 100                  /* longest wait between two checks */
@@ -45,8 +44,7 @@ struct slot {
     double last;                     /* shoal_mono() of the last byte */
     char fault[160];                 /* what the source did wrong, or "" */
     int fatal;                       /* a local failure (ENOMEM) */
-    char body[ERRBODY_MAX];          /* error answer (JSON), truncated */
-    size_t body_len;
+    struct pr_answer answer;         /* its error answer, truncated */
     char url[PR_URL_MAX + 128];
 };
 

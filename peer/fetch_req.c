@@ -19,16 +19,6 @@
 
 /* --- callbacks ------------------------------------------------------------ */
 
-static void keep_body(struct slot *s, const char *data, size_t len)
-{
-    size_t room = sizeof(s->body) - 1 - s->body_len;
-
-    if (len > room)
-        len = room;
-    memcpy(s->body + s->body_len, data, len);
-    s->body_len += len;
-    s->body[s->body_len] = '\0';
-}
 
 static long slot_status(struct slot *s)
 {
@@ -138,7 +128,7 @@ static size_t on_body(char *data, size_t size, size_t nitems, void *arg)
     size_t used = 0;
 
     if (slot_status(s) != 200 && s->status != 206) {
-        keep_body(s, data, len);
+        pr_answer_keep(&s->answer, data, len);
         return len;
     }
     if (!s->started) {
@@ -245,8 +235,7 @@ int fx_slot_start(struct engine *e, struct slot *s, struct shoal_err *err)
     s->paused = 0;
     s->fatal = 0;
     s->fault[0] = '\0';
-    s->body_len = 0;
-    s->body[0] = '\0';
+    pr_answer_reset(&s->answer);
     s->last = shoal_mono();
     snprintf(s->url, sizeof(s->url), "%s/v1/files/%s/content?version=%"
              PRIu64, e->src[s->src].url, f->file_id, f->version);
@@ -293,12 +282,6 @@ void fx_slot_end(struct engine *e, struct slot *s)
 
 /* --- answers -------------------------------------------------------------- */
 
-/* 1 when the answer refused the session. */
-static int session_refused(const struct shoal_err *berr)
-{
-    return berr->code == SHOAL_ESESSION_EXPIRED ||
-           berr->code == SHOAL_ESESSION_UNKNOWN;
-}
 
 /* The request headers with the current session.  -1 on ENOMEM. */
 int fx_headers_make(struct engine *e, struct shoal_err *err)
@@ -321,15 +304,11 @@ static void slot_refused(struct engine *e, struct slot *s, long status,
     struct shoal_err berr;
     struct shoal_err lerr;
     char why[200];
-    json_t *body;
 
-    body = json_loadb(s->body, s->body_len, 0, NULL);
-    shoal_err_clear(&berr);
-    shoal_err_from_json(&berr, (int)status, body);
-    json_decref(body);
+    pr_answer_error(&s->answer, status, &berr);
     snprintf(why, sizeof(why), "answered %ld %s: %.120s", status,
              shoal_code_name(berr.code), berr.msg);
-    if (session_refused(&berr)) {
+    if (pr_auth_refused(&berr)) {
         if (s->gen != e->gen)
             return;                     /* sent with an older session */
         if (e->gen == 1 || e->done_since_login) {

@@ -22,7 +22,6 @@
 #include "transfer.h"
 #include "util.h"
 
-#define ERRBODY_MAX 4096             /* kept of an answer's body */
 #define BACKOFF 0.25                 /* seconds per failed try */
 
 struct engine;
@@ -37,8 +36,7 @@ struct slot {
     unsigned gen;                    /* e->gen when the request started */
     int fatal;                       /* a callback failed for good */
     struct shoal_err ferr;           /* ... with this error */
-    char body[ERRBODY_MAX];          /* answer body (JSON), truncated */
-    size_t body_len;
+    struct pr_answer answer;         /* its error answer, truncated */
     char url[1400];
 };
 
@@ -138,16 +136,6 @@ static long retry_ready(const struct engine *e, double now, double *wait)
 
 /* --- callbacks ------------------------------------------------------------ */
 
-static void keep_body(struct slot *s, const char *data, size_t len)
-{
-    size_t room = sizeof(s->body) - 1 - s->body_len;
-
-    if (len > room)
-        len = room;
-    memcpy(s->body + s->body_len, data, len);
-    s->body_len += len;
-    s->body[s->body_len] = '\0';
-}
 
 static size_t read_up(char *out, size_t size, size_t nitems, void *arg)
 {
@@ -200,7 +188,7 @@ static int seek_up(void *arg, curl_off_t offset, int origin)
 
 static size_t write_up(char *data, size_t size, size_t nitems, void *arg)
 {
-    keep_body(arg, data, size * nitems);
+    pr_answer_keep(&((struct slot *)arg)->answer, data, size * nitems);
     return size * nitems;
 }
 
@@ -217,8 +205,7 @@ static int slot_start(struct engine *e, struct slot *s, struct shoal_err *err)
     s->got = 0;
     s->counted = 0;
     s->fatal = 0;
-    s->body_len = 0;
-    s->body[0] = '\0';
+    pr_answer_reset(&s->answer);
     snprintf(s->url, sizeof(s->url), "%s/v1/files/%s/pieces/%" PRIu64
              "?version=%" PRIu64, x->ctx->id->broker, x->file_id, s->piece,
              x->version);
@@ -287,11 +274,6 @@ static int slot_fill(struct engine *e, struct slot *s, double now,
 }
 
 /* 1 when the broker refused the session of this answer. */
-static int session_refused(const struct shoal_err *berr)
-{
-    return berr->code == SHOAL_ESESSION_EXPIRED ||
-           berr->code == SHOAL_ESESSION_UNKNOWN;
-}
 
 /*
  * Put the piece of slot s back in the queue: counting a failed try when
@@ -322,7 +304,6 @@ static int slot_done(struct engine *e, struct slot *s, CURLcode rc,
                      struct shoal_err *err)
 {
     struct shoal_err berr;
-    json_t *body;
     long status = 0;
 
     s->busy = 0;
@@ -337,7 +318,7 @@ static int slot_done(struct engine *e, struct slot *s, CURLcode rc,
         status = 0;
     /* a broker that refuses an upload may answer before reading it all:
      * its error counts, not the failed send */
-    if (rc != CURLE_OK && !(status >= 400 && s->body_len > 0)) {
+    if (rc != CURLE_OK && !(status >= 400 && s->answer.len > 0)) {
         shoal_err_set(&e->last, SHOAL_ENET, "cannot reach '%s': %s "
                       "(piece %" PRIu64 ", %d tries)", e->x->ctx->id->broker,
                       curl_easy_strerror(rc), s->piece, PR_PIECE_TRIES);
@@ -349,13 +330,10 @@ static int slot_done(struct engine *e, struct slot *s, CURLcode rc,
         s->counted = 0;
         return 0;
     }
-    body = json_loadb(s->body, s->body_len, 0, NULL);
-    shoal_err_clear(&berr);
-    shoal_err_from_json(&berr, (int)status, body);
-    json_decref(body);
-    if (session_refused(&berr) && s->gen != e->gen)
+    pr_answer_error(&s->answer, status, &berr);
+    if (pr_auth_refused(&berr) && s->gen != e->gen)
         return slot_requeue(e, s, 0, err);  /* sent with an older session */
-    if (session_refused(&berr) && (e->gen == 1 || e->done_since_login)) {
+    if (pr_auth_refused(&berr) && (e->gen == 1 || e->done_since_login)) {
         /* log in again, unless the last new session got nothing done */
         shoal_log(SHOAL_LOG_DEBUG, NULL, "broker refused the session of a "
                   "piece transfer (%s), logging in again",
