@@ -43,6 +43,7 @@ struct shoal_piece_writer {
     int failed;                        /* a write failed: all calls fail */
     struct shoal_err first;            /* how, repeated by later calls */
     int stored;                        /* stored already: hash, write nothing */
+    int checked;                       /* the caller has hashed the bytes */
     int fd;                            /* temporary file, or -1 */
     char tmp[SHOAL_STORE_PATH_MAX];    /* its name, or "" */
 };
@@ -296,7 +297,8 @@ int shoal_piece_write(struct shoal_piece_writer *w, const void *data,
     }
     if (len == 0)
         return 0;
-    shoal_sha256_update(w->sha, data, len);
+    if (!w->checked)
+        shoal_sha256_update(w->sha, data, len);
     if (!w->stored && shoal_write_all(w->fd, data, len) != 0)
         return writer_fail(w, err, errno, "write");
     w->written += len;
@@ -387,7 +389,7 @@ int shoal_piece_commit(struct shoal_piece_writer *w, struct shoal_err *err)
     }
     shoal_sha256_final(w->sha, got);
     w->sha = NULL;
-    if (memcmp(got, w->want, SHOAL_HASH_BYTES) != 0) {
+    if (!w->checked && memcmp(got, w->want, SHOAL_HASH_BYTES) != 0) {
         shoal_err_set(err, SHOAL_EUNPROCESSABLE,
                       "content does not hash to '%.12s…'", w->hex);
         goto out;
@@ -434,6 +436,23 @@ int shoal_store_put(struct shoal_store *s,
 
     if (w == NULL)
         return -1;
+    if (shoal_piece_write(w, data, len, err) != 0) {
+        shoal_piece_abort(w);
+        return -1;
+    }
+    return shoal_piece_commit(w, err);
+}
+
+int shoal_store_put_checked(struct shoal_store *s,
+                            const unsigned char hash[SHOAL_HASH_BYTES],
+                            const void *data, size_t len,
+                            struct shoal_err *err)
+{
+    struct shoal_piece_writer *w = shoal_store_begin(s, hash, len, err);
+
+    if (w == NULL)
+        return -1;
+    w->checked = 1;
     if (shoal_piece_write(w, data, len, err) != 0) {
         shoal_piece_abort(w);
         return -1;

@@ -71,6 +71,13 @@ int shoal_store_put(struct shoal_store *s,
                     const unsigned char hash[SHOAL_HASH_BYTES],
                     const void *data, size_t len, struct shoal_err *err);
 
+/* shoal_store_put of bytes the caller has just checked against hash
+ * itself (a downloader's verified piece): they are not hashed again. */
+int shoal_store_put_checked(struct shoal_store *s,
+                            const unsigned char hash[SHOAL_HASH_BYTES],
+                            const void *data, size_t len,
+                            struct shoal_err *err);
+
 /* Remove a piece (absent is fine).  -1 with SHOAL_EIO. */
 int shoal_store_remove(struct shoal_store *s,
                        const unsigned char hash[SHOAL_HASH_BYTES],

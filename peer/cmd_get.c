@@ -1,6 +1,7 @@
 /*
  * cmd_get.c - shoal get ID [-o OUT] [--version N] [-j PER_SOURCE]
  *                          [--sources] [--stall SECS] [--data-dir DIR]
+ *                          [--no-keep]
  *
  * 1. GET /v1/files/{id}/manifest and trust it only when its X-Sign is a
  *    valid, unexpired signature by the pinned broker key, the body says
@@ -16,9 +17,19 @@
  * broker cannot be reached, the manifest kept there (or a seeded
  * version's record) is used, checked as in 1., and the holders are found
  * through the peers known there (protocol.md, section 12).
+ *
+ * Unless --no-keep, every verified piece is also kept in the data
+ * folder's store, with the version's record, so that 'shoal serve' serves
+ * it (serve.h).  When a serve runs on that folder (serve.json), the
+ * download is part of the swarm: the serve takes the version in at once
+ * (SIGHUP) and shares each piece as it arrives, the download announces
+ * what it holds every REFRESH_SWARM seconds and takes pieces from the
+ * peers that hold them meanwhile (fetch_swarm.c), never from its own
+ * serve.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +42,15 @@
 #include "fetch.h"
 #include "log.h"
 #include "pex.h"
+#include "serve.h"
 #include "transfer.h"
 #include "util.h"
+
+/* Seconds between two looks at the tracker during a download: in a
+ * swarm (a serve runs on the data folder and shares what arrives), and
+ * alone. */
+#define REFRESH_SWARM 0.5
+#define REFRESH_ALONE 5.0
 
 /* A manifest that passed every check. */
 struct manifest {
@@ -306,6 +324,40 @@ static void remember(const char *dir, const char *id, const struct manifest *m,
                           report->n);
 }
 
+/* Keep the pieces of m in the data folder dir, to serve them: its store,
+ * and the record of the version (serve.h) written now, so that a serve
+ * running on dir shares the pieces as they arrive.  NULL (a warning) when
+ * the folder cannot be used. */
+static struct pr_held *keep_open(const char *dir, const char *id,
+                                 const struct manifest *m)
+{
+    struct pr_version v;
+    struct pr_held *h;
+    struct shoal_err e;
+    json_t *doc;
+
+    shoal_err_clear(&e);
+    if (!(h = pr_held_open(dir, &e))) {
+        pr_warn("not keeping the pieces to serve them: %s", e.msg);
+        return NULL;
+    }
+    memset(&v, 0, sizeof(v));
+    snprintf(v.file_id, sizeof(v.file_id), "%s", id);
+    v.version = m->version;
+    v.npieces = m->count;
+    doc = pr_manifest_doc(id, m->version, m->size, m->piece_size,
+                          (const unsigned char (*)[SHOAL_HASH_BYTES])m->hashes,
+                          m->count, m->root, m->xsign);
+    if (!doc || pr_held_record(h, &v, doc, &e) < 0) {
+        pr_warn("not keeping the pieces to serve them: %s",
+                doc ? e.msg : "out of memory");
+        pr_held_close(h);
+        h = NULL;
+    }
+    json_decref(doc);
+    return h;
+}
+
 /* OUT when -o is not given: the file's name, in the current folder.
  * New string (free()). */
 static char *default_out(struct pr_ctx *ctx, const char *id,
@@ -446,6 +498,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     const char *stall_arg = NULL;
     const char *data_arg = NULL;
     int show_sources = 0;
+    int no_keep = 0;
     const struct pr_opt opts[] = {
         { "o", &out_arg, NULL },
         { "output", &out_long, NULL },
@@ -455,10 +508,14 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
         { "sources", NULL, &show_sources },
         { "stall", &stall_arg, NULL },
         { "data-dir", &data_arg, NULL },
+        { "no-keep", NULL, &no_keep },
         { NULL, NULL, NULL },
     };
     struct pr_progress *progress = NULL;
     struct pr_fetch_report *report = NULL;
+    struct pr_held *held = NULL;
+    char serve_url[PR_URL_MAX];
+    long serve_pid = 0;
     struct manifest m;
     struct pr_fetch f;
     uint64_t *todo = NULL;
@@ -542,9 +599,21 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     f.stall = stall;
     f.progress = progress;
     f.data_dir = dir;
+    f.refresh = REFRESH_ALONE;
+    if (dir && !no_keep && (held = keep_open(dir, id, &m))) {
+        f.keep = pr_held_store(held);
+        if (pr_serve_running(dir, serve_url, &serve_pid) == 1) {
+            /* its serve shares what arrives, and is not a source */
+            f.self_url = f.announce_url = serve_url;
+            f.refresh = REFRESH_SWARM;
+            kill((pid_t)serve_pid, SIGHUP);  /* take the version in now */
+        }
+    }
     pr_progress_phase(progress, "downloading", bytes);
     rc = pr_fetch_run(&f, todo, ntodo, &report, err);
     pr_progress_end(progress);
+    if (serve_pid > 0 && pr_serve_running(dir, serve_url, &serve_pid) == 1)
+        kill((pid_t)serve_pid, SIGHUP);      /* announce what it holds now */
     if (show_sources)
         pr_fetch_report_print(report, stderr);
     if (rc < 0)
@@ -573,6 +642,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     }
 out:
     pr_fetch_report_free(report);
+    pr_held_close(held);
     pr_progress_free(progress);
     if (fd >= 0)
         close(fd);

@@ -553,6 +553,7 @@ int pr_cmd_serve(struct pr_ctx *ctx, int argc, char **argv,
     struct shoal_server *server = NULL;
     char *dir = NULL;
     sigset_t set, old;
+    int lockfd = -1;
     int masked = 0;
     int rc;
 
@@ -624,6 +625,9 @@ int pr_cmd_serve(struct pr_ctx *ctx, int argc, char **argv,
         goto out;
     if (!srv.advertise[0])
         default_advertise(o.listen, shoal_server_port(server), srv.advertise);
+    /* 'shoal get' on this folder finds it there (and one serve a folder) */
+    if ((lockfd = pr_held_serving(dir, srv.advertise, err)) < 0)
+        goto out;
     size_t nheld = 0;
     pthread_mutex_lock(&srv.lock);
     nheld = srv.n;
@@ -650,6 +654,7 @@ int pr_cmd_serve(struct pr_ctx *ctx, int argc, char **argv,
     rc = 0;
 out:
     shoal_server_stop(server);
+    pr_held_serving_end(dir, lockfd);
     if (masked)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     pr_serve_clear(&srv);

@@ -106,10 +106,15 @@ static void hashers_drain(struct engine *e)
  * written), take the results and end them. */
 static void hashers_stop(struct engine *e)
 {
+    struct shoal_err why;
+
     if (!e->verify)
         return;
     pr_verify_finish(e->verify);
     hashers_drain(e);
+    if (pr_verify_keep_failed(e->verify, &why))
+        pr_warn("stopped keeping the pieces of file '%s' to serve them: %s",
+                e->f->file_id, why.msg);
     pr_verify_free(e->verify);
     e->verify = NULL;
 }
@@ -366,6 +371,10 @@ static int slot_fill(struct engine *e, int si, struct slot *s,
         want = 1;
     if (want > SPAN_PIECES)
         want = SPAN_PIECES;
+    /* in a swarm, short requests: a piece promised to a slow seed is not
+     * taken from a faster peer that gets it meanwhile */
+    if (e->f->announce_url && want > SWARM_SPAN)
+        want = SWARM_SPAN;
     /* pieces given back first */
     for (i = 0; i < e->nretry;) {
         uint64_t q = e->retry[i];
@@ -384,10 +393,19 @@ static int slot_fill(struct engine *e, int si, struct slot *s,
         }
         i++;
     }
-    /* then the rarest piece nobody is on */
+    /* then the rarest piece nobody is on; in a swarm, while this one's
+     * share is not all here, a seed (a peer that holds every piece) is not
+     * asked for the others' shares that it alone holds: they are getting
+     * those from it, and trade them soon */
     while (!found && r->cursor < e->norder) {
         uint64_t q = e->order[r->cursor++];
 
+        if (e->share_left > 0 && src->kind == PR_SOURCE_PEER && !src->have &&
+            e->pc[q].avail == 1 && !in_share(e, q)) {
+            r->cursor--;        /* rarest first: all after it are held by
+                                 * another source too */
+            break;
+        }
         if (is_free(e, q) && pr_source_has(src, q)) {
             p = q;
             found = 1;
@@ -429,6 +447,8 @@ static void job_done(struct engine *e, const struct pr_verify_job *j)
     if (j->ok && !pc->done) {
         pc->done = 1;
         e->left--;
+        if (in_share(e, j->piece) && --e->share_left == 0)
+            e->resort = 1;           /* the seeds may send the rest now */
         e->done_since_login++;
         src->pieces++;
         src->bytes += j->len;
@@ -531,6 +551,7 @@ static int engine_init(struct engine *e, const struct pr_fetch *f,
 {
     uint64_t i;
     int threads;
+    int bufs;
     int si;
     int k;
 
@@ -547,10 +568,12 @@ static int engine_init(struct engine *e, const struct pr_fetch *f,
     e->pc = calloc(e->count, sizeof(*e->pc));
     e->order = calloc(n, sizeof(*e->order));
     e->retry = calloc(n, sizeof(*e->retry));
-    e->run = calloc((size_t)e->nsrc, sizeof(*e->run));
+    /* room for the sources a look at the tracker may add (fetch_swarm.c) */
+    e->run = calloc(PR_FETCH_SOURCES_MAX, sizeof(*e->run));
     threads = pr_verify_default_threads();
     e->cap = e->nsrc * e->jobs + threads + 1;
-    e->pool = calloc((size_t)e->cap, sizeof(*e->pool));
+    bufs = PR_FETCH_SOURCES_MAX * e->jobs + threads + 1;
+    e->pool = calloc((size_t)bufs, sizeof(*e->pool));
     e->multi = curl_multi_init();
     if (!e->pc || !e->order || !e->retry || !e->run || !e->pool ||
         !e->multi)
@@ -570,14 +593,23 @@ static int engine_init(struct engine *e, const struct pr_fetch *f,
         for (i = 0; i < n; i++)
             if (pr_source_has(&e->src[si], todo[i]))
                 e->pc[todo[i]].avail++;
-    order_build(e, todo, n);
+    e->shuffled = fx_shuffle(e, todo, n);
+    e->nshuffled = e->shuffled ? n : 0;
+    order_build(e, e->shuffled ? e->shuffled : todo, n);
+    /* the first look soon: the downloaders that started together have
+     * announced themselves by then */
+    e->next_refresh = shoal_mono() + f->refresh / (f->announce_url ? 4 : 1);
     curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS,
                       (long)(e->nsrc * e->jobs + 1));
     if (fx_headers_make(e, err) < 0)
         return -1;
     e->verify = pr_verify_new(f->fd, f->piece_size, f->hashes, threads,
-                              (size_t)e->cap, wake_loop, e->multi, err);
-    return e->verify ? 0 : -1;
+                              (size_t)bufs, wake_loop, e->multi, err);
+    if (!e->verify)
+        return -1;
+    if (f->keep)
+        pr_verify_keep(e->verify, f->keep);
+    return 0;
 }
 
 static void engine_free(struct engine *e)
@@ -607,13 +639,39 @@ static void engine_free(struct engine *e)
     pr_auth_hdrs_free(&e->auth);
     free(e->order);
     free(e->retry);
+    free(e->shuffled);
     free(e->pc);
+}
+
+/* Only pieces that no live source holds are left.  In a swarm
+ * (f->refresh), a peer may get them yet: 1 to wait for the next looks at
+ * the tracker, until SWARM_WAIT looks found none; then 0. */
+static int swarm_wait(struct engine *e, double now)
+{
+    if (e->f->refresh <= 0)
+        return 0;
+    if (e->stuck_since == 0)
+        e->stuck_since = now;
+    return now - e->stuck_since < SWARM_WAIT * e->f->refresh;
+}
+
+/* Nothing to do until the next look at the tracker (or a result). */
+static void idle(struct engine *e, double now)
+{
+    double wait = e->next_refresh - now;
+
+    if (wait > TICK_MS / 1000.0)
+        wait = TICK_MS / 1000.0;
+    if (wait > 0)
+        curl_multi_poll(e->multi, NULL, 0, (int)(wait * 1000) + 1, NULL);
 }
 
 /* Run until every piece is done, or something stops the download. */
 static int engine_loop(struct engine *e, const uint64_t *todo, uint64_t n,
                        struct shoal_err *err)
 {
+    const uint64_t *order = e->shuffled ? e->shuffled : todo;
+
     e->loop_last = shoal_mono();
     pr_progress_sources(e->f->progress, e->nlive);
     while (e->left > 0) {
@@ -630,6 +688,11 @@ static int engine_loop(struct engine *e, const uint64_t *todo, uint64_t n,
         hashers_drain(e);
         if (e->left == 0)
             break;
+        if (e->f->refresh > 0 && now >= e->next_refresh) {
+            fx_refresh(e);
+            now = shoal_mono();
+            e->next_refresh = now + e->f->refresh;
+        }
         cancel_useless(e);
         slots_watch(e, now);            /* may drop sources */
         if (e->check_orphans)
@@ -637,11 +700,16 @@ static int engine_loop(struct engine *e, const uint64_t *todo, uint64_t n,
         if (e->fatal.code != SHOAL_OK)
             break;
         if (e->left == e->norphans && e->in_hashers == 0) {
+            if (swarm_wait(e, now)) {
+                idle(e, now);
+                continue;
+            }
             orphans_fail(e);            /* all the others are done */
             break;
         }
+        e->stuck_since = 0;
         if (e->resort)
-            order_build(e, todo, n);
+            order_build(e, order, n);
         for (si = 0; si < e->nsrc; si++) {
             struct src_run *r = &e->run[si];
 
@@ -669,6 +737,10 @@ static int engine_loop(struct engine *e, const uint64_t *todo, uint64_t n,
                 waiting += e->src[si].live && e->run[si].wait_until > now;
             if (!waiting) {
                 orphans_check(e);
+                if (e->left == e->norphans && swarm_wait(e, now)) {
+                    idle(e, now);
+                    continue;
+                }
                 if (e->left == e->norphans)
                     orphans_fail(e);
                 fx_fatal_set(e, SHOAL_EINTERNAL, "download stalled with %"

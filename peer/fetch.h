@@ -23,6 +23,7 @@
 #include "manifest.h"
 #include "peer.h"
 #include "progress.h"
+#include "store.h"
 
 #define PR_FETCH_STALL_DEFAULT 5.0     /* seconds without a byte */
 #define PR_FETCH_SOURCES_MAX 32        /* sources used at once */
@@ -47,6 +48,16 @@ struct pr_fetch {
     const char *data_dir;        /* the data folder whose holders.json is
                                   * used when the tracker cannot be asked
                                   * (pex.h), or NULL */
+    /* the swarm: every field may stay 0 / NULL */
+    struct shoal_store *keep;    /* keep every verified piece here too */
+    double refresh;              /* seconds between two looks at the
+                                  * tracker for new holders and what they
+                                  * hold now (0: only at the start) */
+    const char *self_url;        /* this peer's own shoal serve: never a
+                                  * source */
+    const char *announce_url;    /* with keep: at each look, announce the
+                                  * pieces kept there as held by the serve
+                                  * at this URL */
 };
 
 /* --- sources (sources.c) --- */
@@ -93,11 +104,32 @@ static inline int pr_source_has(const struct pr_source *s, uint64_t p)
  * (pr_pex_find; the identity's broker first, unless it cannot be
  * reached at all).  With f->broker_only, or when that finds no one or the
  * tracker answers something unusable, the identity's broker alone, taken
- * to hold every piece.  New array in *out (*n entries;
- * pr_sources_free).  -1 with err only on ENOMEM.
+ * to hold every piece.  f->self_url is never one of them.  New array of
+ * room PR_FETCH_SOURCES_MAX in *out (*n entries; pr_sources_free).  -1
+ * with err only on ENOMEM.
  */
 int pr_sources_find(const struct pr_fetch *f, struct pr_source **out,
                     int *n, struct shoal_err *err);
+
+/* The downloaders of a swarm as the tracker lists them: the peers with an
+ * incomplete copy, this one (f->self_url) included, and the place of this
+ * one among them in the order of their URLs. */
+struct pr_swarm_view {
+    int members;
+    int rank;
+};
+
+/*
+ * A later look at the tracker during a download: the peers (not the
+ * brokers) holding pieces of f's version now, f->self_url left out, in an
+ * array of room PR_FETCH_SOURCES_MAX.  A tracker that cannot be asked
+ * gives none.  With f->self_url, *view (may be NULL) gets the downloaders
+ * (members 0 when the tracker could not be asked).  -1 with err only on
+ * ENOMEM.
+ */
+int pr_sources_peers(const struct pr_fetch *f, struct pr_source **out,
+                     int *n, struct pr_swarm_view *view,
+                     struct shoal_err *err);
 
 void pr_sources_free(struct pr_source *s, int n);
 
@@ -134,6 +166,15 @@ struct pr_verify *pr_verify_new(
     int fd, uint32_t piece_size,
     const unsigned char (*hashes)[SHOAL_HASH_BYTES], int threads, size_t cap,
     void (*wake)(void *), void *arg, struct shoal_err *err);
+
+/* Also keep every right piece in store (before the first push; NULL:
+ * not).  A piece that cannot be kept does not fail the download: keeping
+ * stops, and pr_verify_keep_failed says why once the threads are done. */
+void pr_verify_keep(struct pr_verify *v, struct shoal_store *store);
+
+/* 1 with the first failure to keep a piece in err, after
+ * pr_verify_finish; else 0.  Accepts NULL. */
+int pr_verify_keep_failed(struct pr_verify *v, struct shoal_err *err);
 
 /* Hand a piece over (its buffer is the threads' until taken back). */
 void pr_verify_push(struct pr_verify *v, const struct pr_verify_job *j);

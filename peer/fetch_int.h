@@ -19,6 +19,10 @@
 #define BACKOFF 0.25                 /* seconds per failure in a row */
 #define RECV_BUFFER (256L << 10)
 #define TICK_MS 100                  /* longest wait between two checks */
+#define SWARM_SPAN 2                 /* pieces in one request in a swarm */
+#define SHUFFLE_BLOCK 4               /* pieces of a share kept in order */
+#define SWARM_WAIT 3                 /* looks at the tracker before pieces
+                                      * no one holds fail a swarm download */
 
 struct engine;
 
@@ -98,6 +102,15 @@ struct engine {
     int in_hashers;                  /* jobs given, results not yet taken */
     double loop_last;
     int turn;                        /* the slot slots_watch starts at */
+    /* the swarm (f->refresh) */
+    double next_refresh;             /* shoal_mono() of the next look */
+    double stuck_since;              /* when only orphans were left, or 0 */
+    uint64_t *shuffled;              /* the pieces to fetch, in blocks in a
+                                      * random order (f->announce_url), or
+                                      * NULL: the caller's order */
+    uint64_t nshuffled;
+    struct pr_swarm_view view;       /* the downloaders, at the last look */
+    uint64_t share_left;             /* pieces of this one's share not done */
     struct shoal_err last;           /* the last failure, for messages */
     struct shoal_err fatal;          /* set with code != OK to stop */
 };
@@ -105,6 +118,14 @@ struct engine {
 static inline uint32_t piece_len(const struct engine *e, uint64_t p)
 {
     return shoal_piece_len(e->f->size, e->f->piece_size, p);
+}
+
+/* 1 when p is of this downloader's share of a swarm (fetch_swarm.c). */
+static inline int in_share(const struct engine *e, uint64_t p)
+{
+    return e->view.members > 1 &&
+           (int)((p / SHUFFLE_BLOCK) % (uint64_t)e->view.members) ==
+               e->view.rank;
 }
 
 static inline int is_free(const struct engine *e, uint64_t p)
@@ -180,6 +201,17 @@ void fx_source_drop(struct engine *e, int si, enum shoal_code code,
  * broker retried with a back-off, then dropped. */
 void fx_source_fail(struct engine *e, int si, uint64_t piece,
                     enum shoal_code code, const char *why);
+
+/* (fetch_swarm.c) Announce the pieces kept (f->announce_url), then take
+ * the holders the tracker lists now: new peers become sources, and what
+ * known ones hold now counts. */
+void fx_refresh(struct engine *e);
+
+/* (fetch_swarm.c) With f->announce_url: todo[0..n-1] in blocks of a few
+ * pieces in a random order, so that downloaders starting together ask
+ * the seed for different pieces.  NULL otherwise, or on ENOMEM. */
+uint64_t *fx_shuffle(const struct engine *e, const uint64_t *todo,
+                     uint64_t n);
 
 /* (fetch_req.c) The request headers with the current session. */
 int fx_headers_make(struct engine *e, struct shoal_err *err);

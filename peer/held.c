@@ -5,13 +5,16 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -325,10 +328,6 @@ int pr_held_record(struct pr_held *h, const struct pr_version *v,
     char *text = NULL;
     int rc = -1;
 
-    for (uint64_t i = 0; i < v->npieces; i++)
-        if (!shoal_store_has(h->store, v->hashes[i]))
-            return shoal_err_set(err, SHOAL_EIO, "piece %" PRIu64 " of file "
-                                 "'%s' is not in the store", i, v->file_id);
     if (asprintf(&path, "%s/files/%s/%" PRIu64 ".json", h->dir, v->file_id,
                  v->version) < 0) {
         path = NULL;
@@ -581,4 +580,85 @@ int pr_seconds_parse(const char *s, double *out)
         return -1;
     *out = v;
     return 0;
+}
+
+/* --- serve.json: the serve running on the folder ------------------- */
+
+int pr_held_serving(const char *dir, const char *url, struct shoal_err *err)
+{
+    char path[PATH_MAX];
+    char text[PR_URL_MAX + 64];
+    int fd;
+    int n;
+
+    snprintf(path, sizeof(path), "%s/serve.json", dir);
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        return shoal_err_set(err, SHOAL_EIO, "cannot open '%s': %s", path,
+                             strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char url2[PR_URL_MAX];
+        long pid = 0;
+
+        close(fd);
+        if (pr_serve_running(dir, url2, &pid) == 1)
+            return shoal_err_set(err, SHOAL_EEXISTS, "another shoal serve "
+                                 "(pid %ld, %s) uses the data folder '%s'",
+                                 pid, url2, dir);
+        return shoal_err_set(err, SHOAL_EEXISTS, "another shoal serve uses "
+                             "the data folder '%s'", dir);
+    }
+    n = snprintf(text, sizeof(text), "{\"pid\": %ld, \"url\": \"%s\"}\n",
+                 (long)getpid(), url);
+    if (ftruncate(fd, 0) != 0 || n < 0 || (size_t)n >= sizeof(text) ||
+        pwrite(fd, text, (size_t)n, 0) != n) {
+        shoal_err_set(err, SHOAL_EIO, "cannot write '%s': %s", path,
+                      strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void pr_held_serving_end(const char *dir, int fd)
+{
+    char path[PATH_MAX];
+
+    if (fd < 0)
+        return;
+    snprintf(path, sizeof(path), "%s/serve.json", dir);
+    unlink(path);                    /* while the lock still holds */
+    close(fd);
+}
+
+int pr_serve_running(const char *dir, char url[PR_URL_MAX], long *pid)
+{
+    char path[PATH_MAX];
+    char text[PR_URL_MAX + 64];
+    json_t *doc;
+    const char *u;
+    ssize_t n;
+    int fd;
+    int rc = 0;
+
+    snprintf(path, sizeof(path), "%s/serve.json", dir);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0 || errno != EWOULDBLOCK) {
+        close(fd);                   /* left by a serve that is gone */
+        return 0;
+    }
+    n = pread(fd, text, sizeof(text) - 1, 0);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    if ((doc = json_loads(text, 0, NULL)) &&
+        (u = json_string_value(json_object_get(doc, "url"))) &&
+        json_is_integer(json_object_get(doc, "pid")) &&
+        pr_broker_url(u, url, NULL) == 0) {
+        *pid = (long)json_integer_value(json_object_get(doc, "pid"));
+        rc = *pid > 0;
+    }
+    json_decref(doc);
+    return rc;
 }

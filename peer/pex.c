@@ -242,6 +242,35 @@ out:
     free(top);
 }
 
+json_t *pr_manifest_doc(const char *file_id, uint64_t version, uint64_t size,
+                        uint32_t piece_size,
+                        const unsigned char (*hashes)[SHOAL_HASH_BYTES],
+                        uint64_t npieces, const unsigned char *root,
+                        const char *xsign)
+{
+    char hex[2 * SHOAL_HASH_BYTES + 1];
+    char rhex[2 * SHOAL_HASH_BYTES + 1];
+    json_t *list = json_array();
+    json_t *doc = NULL;
+
+    for (uint64_t i = 0; list && i < npieces; i++) {
+        shoal_hex_encode(hashes[i], SHOAL_HASH_BYTES, hex);
+        if (json_array_append_new(list, json_string(hex)) < 0)
+            goto out;
+    }
+    shoal_hex_encode(root, SHOAL_HASH_BYTES, rhex);
+    if (list)
+        doc = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:O, s:s}",
+                        "file_id", file_id, "version", (json_int_t)version,
+                        "size", (json_int_t)size,
+                        "piece_size", (json_int_t)piece_size,
+                        "pieces", (json_int_t)npieces, "root", rhex,
+                        "piece_hashes", list, "x_sign", xsign);
+out:
+    json_decref(list);
+    return doc;
+}
+
 int pr_manifest_cache_save(const char *dir, const char *file_id,
                            uint64_t version, uint64_t size,
                            uint32_t piece_size,
@@ -249,9 +278,6 @@ int pr_manifest_cache_save(const char *dir, const char *file_id,
                            uint64_t npieces, const unsigned char *root,
                            const char *xsign, struct shoal_err *err)
 {
-    char hex[2 * SHOAL_HASH_BYTES + 1];
-    char rhex[2 * SHOAL_HASH_BYTES + 1];
-    json_t *list = json_array();
     json_t *doc = NULL;
     char *text = NULL;
     char *path = NULL;
@@ -259,37 +285,22 @@ int pr_manifest_cache_save(const char *dir, const char *file_id,
 
     if (npieces > MANIFEST_MAX / 70)
         return shoal_err_set(err, SHOAL_EIO, "manifest too large to keep");
-    for (uint64_t i = 0; list && i < npieces; i++) {
-        shoal_hex_encode(hashes[i], SHOAL_HASH_BYTES, hex);
-        if (json_array_append_new(list, json_string(hex)) < 0)
-            goto nomem;
-    }
-    shoal_hex_encode(root, SHOAL_HASH_BYTES, rhex);
-    if (!list || !(doc = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:O, s:s}",
-                                   "file_id", file_id,
-                                   "version", (json_int_t)version,
-                                   "size", (json_int_t)size,
-                                   "piece_size", (json_int_t)piece_size,
-                                   "pieces", (json_int_t)npieces,
-                                   "root", rhex, "piece_hashes", list,
-                                   "x_sign", xsign)) ||
+    if (!(doc = pr_manifest_doc(file_id, version, size, piece_size, hashes,
+                                npieces, root, xsign)) ||
         !(text = json_dumps(doc, JSON_COMPACT)) ||
         asprintf(&path, "%s/manifests/%s/%" PRIu64 ".json", dir, file_id,
                  version) < 0) {
         path = NULL;
-        goto nomem;
+        shoal_err_set(err, SHOAL_EIO, "out of memory");
+        goto out;
     }
     rc = shoal_file_write_atomic(path, text, strlen(text), 0600, err);
     if (rc == 0)
         manifests_prune(dir);
-    goto out;
-nomem:
-    shoal_err_set(err, SHOAL_EIO, "out of memory");
 out:
     free(path);
     free(text);
     json_decref(doc);
-    json_decref(list);
     return rc;
 }
 

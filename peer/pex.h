@@ -60,6 +60,15 @@ int pr_holders_save(const char *dir, json_t *list, struct shoal_err *err);
 void pr_holders_record(const char *dir, const char *file_id, uint64_t version,
                        uint64_t pieces, const struct pr_source *s, int n);
 
+/* The answer of GET /v1/files/{id}/manifest rebuilt from what was
+ * checked of it: file_id, version, size, piece_size, pieces, root,
+ * piece_hashes, x_sign.  New reference, NULL on ENOMEM. */
+json_t *pr_manifest_doc(const char *file_id, uint64_t version, uint64_t size,
+                        uint32_t piece_size,
+                        const unsigned char (*hashes)[SHOAL_HASH_BYTES],
+                        uint64_t npieces, const unsigned char *root,
+                        const char *xsign);
+
 /*
  * Keep the manifest of a downloaded version in dir/manifests (the answer
  * of GET /v1/files/{id}/manifest rebuilt: file_id, version, size,

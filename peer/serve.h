@@ -17,8 +17,14 @@
  *                                   and per version (for the seed ratio)
  *   holders.json, manifests/        peer exchange (pex.h)
  *
- * A manifest record is written (atomically) only once every piece of its
- * version is in the store.
+ * A manifest record is written (atomically) once every piece of its
+ * version is in the store ('shoal seed'), or when 'shoal get' starts to
+ * download the version into the store: a version may be held in part,
+ * and what is held is what the store has (its /have).
+ *
+ *   serve.json                      {"pid", "url"} of the 'shoal serve'
+ *                                   running on the folder, locked by it
+ *                                   (flock) while it runs
  */
 #ifndef PR_SERVE_H
 #define PR_SERVE_H
@@ -98,7 +104,8 @@ int pr_held_import(struct pr_held *h, const struct pr_version *v, int fd,
                    uint64_t *added, struct shoal_err *err);
 
 /* Keep the manifest ans (checked into v) of a version whose pieces are
- * all in the store: files/<id>/<version>.json, written atomically. */
+ * in the store, or are being downloaded into it by 'shoal get':
+ * files/<id>/<version>.json, written atomically. */
 int pr_held_record(struct pr_held *h, const struct pr_version *v,
                    const json_t *ans, struct shoal_err *err);
 
@@ -114,6 +121,17 @@ int pr_held_each(struct pr_held *h, const struct pr_identity *id,
                  int (*want)(void *arg, const char *file_id, uint64_t version),
                  void (*fn)(void *arg, struct pr_version *v), void *arg,
                  struct shoal_err *err);
+
+/* serve.json: say that the serve at url runs on the data folder dir.
+ * The file stays locked while the returned fd is open
+ * (pr_held_serving_end).  -1 with err: SHOAL_EEXISTS when another
+ * serve runs on dir. */
+int pr_held_serving(const char *dir, const char *url, struct shoal_err *err);
+void pr_held_serving_end(const char *dir, int fd);
+
+/* The serve running on the data folder dir: 1 with its URL and pid, 0
+ * when none runs (a serve.json left by one that died is not locked). */
+int pr_serve_running(const char *dir, char url[PR_URL_MAX], long *pid);
 
 /* stats.json: new reference (an empty object when there is none). */
 json_t *pr_held_stats_load(const struct pr_held *h);

@@ -44,7 +44,24 @@ struct list {
     uint64_t count;              /* pieces of the version */
     struct pr_source *s;
     int n;
+    char self[PR_URL_MAX];       /* f->self_url normalised, or "" */
+    int peers_only;              /* a refresh: the peers alone */
+    struct pr_swarm_view *view;  /* a refresh: the downloaders counted */
 };
+
+/* The tracker's entry of a peer: count it in l->view when it is another
+ * downloader (an incomplete copy). */
+static void view_count(struct list *l, const json_t *e, const char *url)
+{
+    char norm[PR_URL_MAX];
+
+    if (!l->view || json_is_true(json_object_get(e, "complete")) ||
+        pr_broker_url(url, norm, NULL) < 0 || strcmp(norm, l->self) == 0)
+        return;
+    l->view->members++;
+    if (strcmp(norm, l->self) < 0)
+        l->view->rank++;
+}
 
 /* Add a source; have (may be NULL: every piece) is decoded from base64.
  * 0 when added or skipped (a duplicate URL, a bad or empty bitfield),
@@ -69,6 +86,8 @@ static int list_add(struct list *l, enum pr_source_kind kind,
     for (i = 0; i < l->n; i++)
         if (strcmp(l->s[i].url, norm) == 0)
             return 0;
+    if (l->self[0] && strcmp(l->self, norm) == 0)
+        return 0;                       /* this peer's own serve */
     s = &l->s[l->n];
     memset(s, 0, sizeof(*s));
     s->kind = kind;
@@ -166,7 +185,7 @@ static int list_take(struct list *l, const json_t *ans, int *usable,
     if (!*usable)
         return 0;
     /* the brokers first (the identity's own first of all), then peers */
-    for (pass = 0; pass < 3; pass++) {
+    for (pass = l->peers_only ? 2 : 0; pass < 3; pass++) {
         json_array_foreach(peers, i, e) {
             const char *kind = json_string_value(json_object_get(e, "kind"));
             const char *url = json_string_value(json_object_get(e, "url"));
@@ -192,7 +211,10 @@ static int list_take(struct list *l, const json_t *ans, int *usable,
                                   err);
                 } else
                     continue;
-            } else if (strcmp(kind, "peer") == 0 && pass == 2 && have) {
+            } else if (strcmp(kind, "peer") == 0 && pass == 2) {
+                view_count(l, e, url);
+                if (!have)
+                    continue;
                 rc = list_add(l, PR_SOURCE_PEER, url, uid, have, err);
             } else {
                 continue;
@@ -228,6 +250,59 @@ static int tracker_down(enum shoal_code code)
            code == SHOAL_EPROTO;
 }
 
+/* A new list for f: room for PR_FETCH_SOURCES_MAX.  -1 on ENOMEM. */
+static int list_init(struct list *l, const struct pr_fetch *f,
+                     struct shoal_err *err)
+{
+    memset(l, 0, sizeof(*l));
+    l->f = f;
+    l->count = shoal_piece_count(f->size, f->piece_size);
+    if (f->self_url && pr_broker_url(f->self_url, l->self, NULL) < 0)
+        l->self[0] = '\0';
+    l->s = calloc(PR_FETCH_SOURCES_MAX, sizeof(*l->s));
+    if (!l->s)
+        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    return 0;
+}
+
+int pr_sources_peers(const struct pr_fetch *f, struct pr_source **out,
+                     int *n, struct pr_swarm_view *view,
+                     struct shoal_err *err)
+{
+    struct list l;
+    struct shoal_err e;
+    json_t *ans = NULL;
+    char path[128];
+    int usable = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (list_init(&l, f, err) < 0)
+        return -1;
+    l.peers_only = 1;
+    if (view && l.self[0]) {
+        view->members = 1;           /* this peer */
+        view->rank = 0;
+        l.view = view;
+    }
+    snprintf(path, sizeof(path), "/v1/files/%s/peers?version=%" PRIu64,
+             f->file_id, f->version);
+    shoal_err_clear(&e);
+    if (pr_call(f->ctx, "GET", path, NULL, &ans, &e) < 0) {
+        shoal_log(SHOAL_LOG_DEBUG, NULL, "tracker: %s", e.msg);
+        if (view)
+            view->members = 0;
+    } else if (list_take(&l, ans, &usable, err) < 0) {
+        json_decref(ans);
+        pr_sources_free(l.s, l.n);
+        return -1;
+    }
+    json_decref(ans);
+    *out = l.s;
+    *n = l.n;
+    return 0;
+}
+
 int pr_sources_find(const struct pr_fetch *f, struct pr_source **out,
                     int *n, struct shoal_err *err)
 {
@@ -237,14 +312,10 @@ int pr_sources_find(const struct pr_fetch *f, struct pr_source **out,
     char path[128];
     int usable = 0;
 
-    memset(&l, 0, sizeof(l));
-    l.f = f;
-    l.count = shoal_piece_count(f->size, f->piece_size);
     *out = NULL;
     *n = 0;
-    l.s = calloc(PR_FETCH_SOURCES_MAX, sizeof(*l.s));
-    if (!l.s)
-        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    if (list_init(&l, f, err) < 0)
+        return -1;
     if (!f->broker_only) {
         snprintf(path, sizeof(path), "/v1/files/%s/peers?version=%" PRIu64,
                  f->file_id, f->version);
@@ -277,7 +348,7 @@ int pr_sources_find(const struct pr_fetch *f, struct pr_source **out,
     }
     if (!usable) {
         pr_sources_free(l.s, l.n);
-        l.s = calloc(1, sizeof(*l.s));
+        l.s = calloc(PR_FETCH_SOURCES_MAX, sizeof(*l.s));
         l.n = 0;
         if (!l.s || list_add(&l, PR_SOURCE_BROKER, f->ctx->id->broker,
                              f->ctx->id->broker_id[0] ?

@@ -5,12 +5,14 @@
  *
  * The caller hands over whole pieces (pr_verify_push); a thread takes
  * one, compares its SHA-256 with the manifest's and pwrites it at its
- * offset only when they match, then queues the result and calls wake.
+ * offset only when they match (and keeps them in a piece store when
+ * asked to: pr_verify_keep), then queues the result and calls wake.
  * The caller takes the results, with their buffers, on its own thread
  * (pr_verify_take).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +37,9 @@ struct pr_verify {
     const unsigned char (*hashes)[SHOAL_HASH_BYTES];
     void (*wake)(void *);
     void *wake_arg;
+    struct shoal_store *keep;        /* set before the first push */
+    _Atomic int keep_failed;
+    struct shoal_err keep_err;       /* the first failure, under lock */
 };
 
 int pr_verify_default_threads(void)
@@ -46,7 +51,7 @@ int pr_verify_default_threads(void)
 }
 
 /* Check j's bytes, and write them when they are right. */
-static void check(const struct pr_verify *v, struct pr_verify_job *j)
+static void check(struct pr_verify *v, struct pr_verify_job *j)
 {
     unsigned char md[SHOAL_HASH_BYTES];
     uint64_t off = j->piece * (uint64_t)v->piece_size;
@@ -65,6 +70,15 @@ static void check(const struct pr_verify *v, struct pr_verify_job *j)
             break;
         }
         done += (size_t)w;
+    }
+    if (j->ok && !j->werr && v->keep && !atomic_load(&v->keep_failed)) {
+        struct shoal_err e;
+
+        shoal_err_clear(&e);
+        if (shoal_store_put_checked(v->keep, v->hashes[j->piece], j->buf,
+                                    j->len, &e) < 0 &&
+            !atomic_exchange(&v->keep_failed, 1))
+            v->keep_err = e;         /* read once the threads are done */
     }
 }
 
@@ -138,6 +152,22 @@ fail:
     free(v);
     shoal_err_set(err, SHOAL_EIO, "cannot start a thread");
     return NULL;
+}
+
+void pr_verify_keep(struct pr_verify *v, struct shoal_store *store)
+{
+    pthread_mutex_lock(&v->lock);
+    v->keep = store;
+    pthread_mutex_unlock(&v->lock);
+}
+
+int pr_verify_keep_failed(struct pr_verify *v, struct shoal_err *err)
+{
+    if (!v || !atomic_load(&v->keep_failed))
+        return 0;
+    if (err)
+        *err = v->keep_err;
+    return 1;
 }
 
 void pr_verify_push(struct pr_verify *v, const struct pr_verify_job *j)

@@ -101,14 +101,14 @@ def bench_get(tmp, b, fid, src, peer_bases, bases):
     os.makedirs(adir)
     s_runs, a_runs = [], []
     for _ in range(RUNS):
-        settle(out)
         warm(src, os.path.join(tmp, "files"), *[os.path.dirname(p) for p in peer_bases])
+        settle(out)
         s_runs.append(shoal_get(b, fid, out, 1 + PEERS))
         same(src, out, "shoal get")
         settle(out)
         aout = os.path.join(adir, "src.bin")
-        settle(aout)
         warm(src)
+        settle(aout)
         a_runs.append(aria2c(meta, adir, SIZE))
         same(src, aout, "aria2c")
         settle(aout)

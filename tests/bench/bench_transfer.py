@@ -34,8 +34,8 @@ import tempfile
 import threading
 import time
 
-from benchlib import (BIN, RUNS, free_port, median, start_nginx_servers,
-                      start_pg, stop, stop_pg, wait_http)
+from benchlib import (BIN, RUNS, back_memory, free_port, median,
+                      start_nginx_servers, start_pg, stop, stop_pg, wait_http)
 
 MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_FILE_MB", "1024")) * MIB
@@ -146,6 +146,7 @@ def settle(*paths):
     rest, so that every run starts with nothing pending on the disk."""
     remove(*paths)
     os.sync()
+    back_memory()       # last: see benchlib
 
 
 def same(a, b, what):

@@ -158,9 +158,10 @@ def test_get_finds_peers_when_the_broker_is_down(shoal_path, make_broker, tmp_pa
     assert json.loads(kept.read_text())["x_sign"].startswith("v=1; ")
 
     # A2: a serve of A with a data folder of its own that holds nothing
-    # but knows A1 (A's own get recorded it there).
+    # (--no-keep) but knows A1 (A's own get recorded it there).
     a2_dir = tmp_path / "a2-data"
-    a.run("get", fid, "-o", tmp_path / "a2.bin", "--data-dir", a2_dir, rc=0)
+    a.run("get", fid, "-o", tmp_path / "a2.bin", "--data-dir", a2_dir,
+          "--no-keep", rc=0)
     a2 = serves(a, "--auth-ttl", AUTH_TTL, data_dir=a2_dir)
     s2 = HttpSession(a2.url, token=sid_of(rb))
     listed = ok(s2.get(f"/v1/peers?file={fid}"), 200)["peers"]
