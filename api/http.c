@@ -101,6 +101,9 @@ struct shoal_req {
     void *user;
     void (*user_free)(void *);
     double t0;
+    shoal_tunnel_fn tunnel;     /* shoal_req_tunnel: after the handler */
+    void *tunnel_cls;
+    void (*tunnel_free)(void *);
 };
 
 /* --- small helpers ------------------------------------------------------ */
@@ -230,6 +233,8 @@ static void req_free(struct shoal_req *r)
         r->state_free(r->state);
     if (r->user_free)
         r->user_free(r->user);
+    if (r->tunnel_free)
+        r->tunnel_free(r->tunnel_cls);
     free(r);
 }
 
@@ -509,6 +514,28 @@ static int check_flags(struct shoal_req *r, struct shoal_err *err)
     return 0;
 }
 
+/* The handler asked for the connection (shoal_req_tunnel): fn runs with
+ * the socket, then MHD_NO makes libmicrohttpd close the connection
+ * without writing anything more on it. */
+static enum MHD_Result run_tunnel(struct shoal_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r->answered = 1;
+    if (r->srv->o.observe)
+        r->srv->o.observe(r->srv->o.app, r->route, r->method, 200,
+                          shoal_mono() - r->t0);
+    if (ci != NULL)
+        r->tunnel(r->tunnel_cls, ci->connect_fd);
+    if (r->tunnel_free)
+        r->tunnel_free(r->tunnel_cls);
+    r->tunnel_free = NULL;
+    r->tunnel = NULL;
+    if (ci != NULL)
+        shutdown(ci->connect_fd, SHUT_RDWR);
+    return MHD_NO;
+}
+
 static enum MHD_Result dispatch(struct shoal_req *r, const char *url)
 {
     struct shoal_err err;
@@ -548,6 +575,10 @@ static enum MHD_Result dispatch(struct shoal_req *r, const char *url)
         if (err.code == SHOAL_OK)
             shoal_err_set(&err, SHOAL_EINTERNAL, "handler failed without a reason");
         return send_error(r, &err);
+    }
+    if (r->tunnel != NULL) {
+        json_decref(reply);
+        return run_tunnel(r);
     }
     if (r->resp != NULL) {
         json_decref(reply);
@@ -1122,6 +1153,21 @@ int shoal_req_set_body(struct shoal_req *req, int status,
 void shoal_req_close(struct shoal_req *req)
 {
     req->close = 1;
+}
+
+int shoal_req_tunnel(struct shoal_req *req, shoal_tunnel_fn fn, void *cls,
+                     void (*free_cls)(void *), struct shoal_err *err)
+{
+    if (!req->srv->o.thread_per_connection || req->tunnel != NULL) {
+        if (free_cls)
+            free_cls(cls);
+        return shoal_err_set(err, SHOAL_EINTERNAL, "this server cannot hand "
+                             "over a connection");
+    }
+    req->tunnel = fn;
+    req->tunnel_cls = cls;
+    req->tunnel_free = free_cls;
+    return 0;
 }
 
 static void set_resp(struct shoal_req *req, int status,

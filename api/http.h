@@ -201,6 +201,22 @@ void *shoal_req_state(const struct shoal_req *req);
 void shoal_req_close(struct shoal_req *req);
 
 /*
+ * Take the connection over once the handler returns 0 (an HTTP CONNECT
+ * tunnel: libmicrohttpd passes CONNECT through to the application but has
+ * no way to hand over the socket with a 2xx answer, its upgrade support
+ * being for 101 only).  fn(cls, fd) then runs on the connection's thread
+ * with the client's socket: it writes the status line itself and owns the
+ * bytes both ways until it returns; the connection is closed after it.
+ * Only for a server in thread_per_connection mode (elsewhere it would
+ * hold a pool thread): -1 with SHOAL_EINTERNAL otherwise, or on ENOMEM.
+ * free_cls (may be NULL) releases cls in every case, once.  The request
+ * counts as answered with status 200 for the observe callback.
+ */
+typedef void (*shoal_tunnel_fn)(void *cls, int fd);
+int shoal_req_tunnel(struct shoal_req *req, shoal_tunnel_fn fn, void *cls,
+                     void (*free_cls)(void *), struct shoal_err *err);
+
+/*
  * A body of unknown length, sent chunked as it is produced, which may end
  * with trailer fields (HTTP/1.1; an HTTP/1.0 client gets the body up to
  * the connection's end and no trailers).  read(cls, buf, max, tr) writes

@@ -451,6 +451,9 @@ BR_HANDLER(h_report_list);
 BR_HANDLER(h_inject);
 BR_HANDLER(h_inject_get);
 BR_HANDLER(h_swarm_get);
+BR_HANDLER(h_swarm_peers_list);          /* h_swarms.c */
+BR_HANDLER(h_swarm_peers_announce);
+BR_HANDLER(h_swarm_peers_withdraw);
 BR_HANDLER(h_challenge);
 
 /* Small shared helpers for handlers (handlers.c). */

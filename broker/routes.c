@@ -81,6 +81,9 @@ const struct shoal_route br_routes[] = {
     R("POST", "/v1/inject", AUTH | JSON, h_inject),
     R("GET", "/v1/inject", AUTH, h_inject_get),
     R("GET", "/v1/swarms/{swarm}", AUTH, h_swarm_get),
+    R("GET", "/v1/swarms/{swarm}/peers", AUTH, h_swarm_peers_list),
+    R("POST", "/v1/swarms/{swarm}/peers", AUTH | JSON, h_swarm_peers_announce),
+    R("DELETE", "/v1/swarms/{swarm}/peers", AUTH, h_swarm_peers_withdraw),
     R("POST", "/v1/challenge", JSON, h_challenge),
 
     R("GET", "/v1/usage", AUTH | ADMIN_OK, h_usage),

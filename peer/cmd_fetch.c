@@ -11,7 +11,11 @@
  * the swarm or the injector served last time prefers a valid swarm copy
  * over waiting for the origin.  What came from the swarm or the injector
  * is kept in the data folder, so that 'shoal serve' seeds it.  A dynamic
- * request goes to the origin only, as one request.
+ * request goes to the origin only, as one request: directly, or, when the
+ * origin cannot be reached (or --no-origin), through an injector proxy
+ * with HTTP CONNECT (proxy.h); a static one whose injector cannot be
+ * reached injects through the other injectors, then the proxies.  The
+ * method that worked is remembered per domain and tried first next time.
  *
  * The body goes to a temporary file (next to FILE, or unlinked in the
  * data folder for stdout) and is renamed or copied once it is whole and
@@ -30,6 +34,7 @@
 #include <curl/curl.h>
 
 #include "classify.h"
+#include "proxy.h"
 #include "serve.h"
 #include "urlfetch.h"
 #include "util.h"
@@ -37,6 +42,7 @@
 #define MAX_HEADERS 64
 #define SWARM_MAX (4u << 20)             /* a swarm record, bytes */
 #define METHODS_FILE "fetch-methods.json"
+#define PROXY_TRIES 4                    /* injectors or proxies tried */
 
 struct opts {
     const char *url;
@@ -237,6 +243,7 @@ struct race {
     /* origin */
     CURL *oc;
     struct curl_slist *ohdr;
+    struct curl_slist *phdr;     /* to the proxy only (CONNECT) */
     struct sink sink;
     char oerr[CURL_ERROR_SIZE];
     int odone, ook;
@@ -429,6 +436,7 @@ static void race_free(struct race *r)
     if (r->sc)
         curl_easy_cleanup(r->sc);
     curl_slist_free_all(r->ohdr);
+    curl_slist_free_all(r->phdr);
     curl_slist_free_all(r->shdr);
     free(r->sbuf.p);
     json_decref(r->record);
@@ -540,6 +548,134 @@ static int load_identity(struct pr_ctx *ctx, struct shoal_err *err)
     return pr_identity_load(ctx->identity_path, ctx->id, err);
 }
 
+/* --- through injector proxies (proxy.h) --------------------------------- */
+
+/* The origin's request made anew (the output emptied), not started. */
+static int origin_again(struct race *r, int fd, struct shoal_err *err)
+{
+    if (r->oc)
+        curl_easy_cleanup(r->oc);
+    r->oc = NULL;
+    curl_slist_free_all(r->ohdr);
+    curl_slist_free_all(r->phdr);
+    r->ohdr = r->phdr = NULL;
+    memset(&r->sink, 0, sizeof(r->sink));
+    r->odone = r->ook = r->ostarted = 0;
+    r->ostatus = 0;
+    r->oerr[0] = '\0';
+    shoal_err_clear(&r->origin_err);
+    if (out_reset(fd, err) < 0)
+        return -1;
+    if (origin_start(r, fd) < 0)
+        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    return 0;
+}
+
+/* The dynamic request again, through the proxy at purl with HTTP
+ * CONNECT (the proxy authenticates ctx's session); r's origin state is
+ * made anew. */
+static int via_proxy(struct pr_ctx *ctx, struct race *r, int fd,
+                     const char *purl, struct shoal_err *err)
+{
+    char auth[80];
+
+    if (origin_again(r, fd, err) < 0)
+        return -1;
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+             ctx->session.session_id);
+    r->phdr = curl_slist_append(NULL, auth);
+    curl_easy_setopt(r->oc, CURLOPT_PROXY, purl);
+    curl_easy_setopt(r->oc, CURLOPT_HTTPPROXYTUNNEL, 1L);
+    curl_easy_setopt(r->oc, CURLOPT_PROXYHEADER, r->phdr);
+    curl_easy_setopt(r->oc, CURLOPT_HEADEROPT, (long)CURLHEADER_SEPARATE);
+    r->prefer_swarm = 0;
+    return race_run(r, err);
+}
+
+/* The injection of url through base (an injector or a proxy): it answers
+ * POST /v1/inject as the injector does, with the same trailers. */
+static int inject_via(struct pr_ctx *ctx, const char *base, const char *url,
+                      int fd, struct pr_inj *inj, uint64_t *bytes,
+                      struct shoal_err *err)
+{
+    char saved[PR_URL_MAX];
+    int rc;
+
+    if (out_reset(fd, err) < 0 || !pr_connect(ctx, err))
+        return -1;
+    /* pr_inject_fetch (urlswarm.c) posts to ctx->id->broker once it has a
+     * session: pointed at base for this one call.  The answer is checked
+     * against the pinned keys as any injection is. */
+    memcpy(saved, ctx->id->broker, sizeof(saved));
+    snprintf(ctx->id->broker, sizeof(ctx->id->broker), "%s", base);
+    rc = pr_inject_fetch(ctx, url, fd, inj, bytes, err);
+    memcpy(ctx->id->broker, saved, sizeof(saved));
+    return rc;
+}
+
+/*
+ * Try what --no-origin / the origin's failure leaves: for a static
+ * request (inj not NULL) the other injectors then the proxies, each
+ * asked to inject; for a dynamic one the proxies, with CONNECT.  *used
+ * gets the URL that worked (borrowed from *found, a new list the caller
+ * frees).  0 with the source's name in *source, or -1 with the last
+ * failure in last (story told).
+ */
+static int try_proxies(struct pr_ctx *ctx, struct race *r, const char *dir,
+                       int fd, struct pr_inj *inj, uint64_t *bytes,
+                       const char **source, json_t **found, const char **used,
+                       char *story, size_t cap, struct shoal_err *last)
+{
+    static const char *const kinds[] = { PR_SWARM_INJECTORS, PR_SWARM_PROXIES };
+
+    *found = json_array();
+    for (int k = inj ? 0 : 1; k < 2 && *found; k++) {
+        json_t *list = pr_injfind(ctx, dir, kinds[k]);
+        size_t i, tried = 0;
+        json_t *e;
+        json_array_foreach(list, i, e) {
+            const char *u = json_string_value(json_object_get(e, "url"));
+            struct shoal_err e2;
+            char what[PR_URL_MAX + 16];
+            if (tried >= PROXY_TRIES)
+                break;
+            if (k == 0 && strcmp(u, ctx->id->broker) == 0)
+                continue;                      /* asked already */
+            tried++;
+            json_array_append(*found, json_object_get(e, "url"));
+            u = json_string_value(json_array_get(*found,
+                                                 json_array_size(*found) - 1));
+            shoal_err_clear(&e2);
+            int rc = inj ? inject_via(ctx, u, r->o->url, fd, inj, bytes, &e2)
+                         : via_proxy(ctx, r, fd, u, &e2);
+            if (rc == 0 && (inj || r->ook)) {
+                *source = k == 0 ? "injector" : "proxy";
+                *used = u;
+                pr_injfind_worked(dir, kinds[k], u);
+                json_decref(list);
+                return 0;
+            }
+            if (r->sink.werr) {
+                *last = r->origin_err;
+                json_decref(list);
+                return -1;
+            }
+            *last = rc == 0 ? r->origin_err : e2;
+            snprintf(what, sizeof(what), "%s '%s'", k == 0 ? "injector"
+                     : "proxy", u);
+            story_add(story, cap, what, last);
+        }
+        json_decref(list);
+    }
+    if (!*found)
+        return shoal_err_set(last, SHOAL_EIO, "out of memory");
+    if (json_array_size(*found) == 0) {
+        shoal_err_set(last, SHOAL_ENET, "no injector proxy found");
+        story_add(story, cap, "proxy", last);
+    }
+    return -1;
+}
+
 int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
                  struct shoal_err *err)
 {
@@ -547,7 +683,8 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
     struct race r = { 0 };
     struct pr_inj inj = { 0 };
     struct shoal_err e;
-    json_t *methods = NULL, *ans = NULL;
+    json_t *methods = NULL, *ans = NULL, *found = NULL;
+    const char *via = NULL;                /* the injector or proxy used */
     const char *why = "";
     const char *source = NULL;
     const char *remembered;
@@ -569,10 +706,11 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
     r.ctx = ctx;
     r.is_static = pr_classify(o.method, o.data != NULL, o.url, o.headers,
                               o.nheaders, &why) == PR_CLASS_STATIC;
-    if (!r.is_static && o.no_origin) {
+    if (!r.is_static && o.no_origin && o.no_proxy) {
         rc = pr_usage_err(err, "'%s' is a dynamic request (%s): it goes to "
-                          "the origin only, and --no-origin forbids that",
-                          o.url, why);
+                          "the origin, directly or through a proxy, and "
+                          "--no-origin and --no-proxy forbid both", o.url,
+                          why);
         goto out;
     }
     if (!(dir = pr_data_dir(o.data_dir, err)) ||
@@ -582,7 +720,54 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
     remembered = methods_get(methods, domain);
     r.prefer_swarm = o.no_origin || (remembered &&
                      (!strcmp(remembered, "swarm") ||
-                      !strcmp(remembered, "injector")));
+                      !strcmp(remembered, "injector") ||
+                      !strcmp(remembered, "proxy")));
+
+    if (!r.is_static) {          /* the origin, directly or by a proxy */
+        int proxy_first = !o.no_proxy && (o.no_origin || (remembered &&
+                                          !strcmp(remembered, "proxy")));
+        struct shoal_err last;
+        shoal_err_clear(&last);
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 0 ? proxy_first : !proxy_first) {
+                /* a proxy, when allowed and the origin was not reached */
+                if (o.no_proxy || (pass == 1 && r.origin_err.code != SHOAL_ENET))
+                    continue;
+                shoal_err_clear(&e);
+                if (load_identity(ctx, &e) < 0 || !pr_connect(ctx, &e)) {
+                    story_add(story, sizeof(story), "proxy", &e);
+                    last = e;
+                    continue;
+                }
+                if (try_proxies(ctx, &r, dir, fd, NULL, &bytes, &source,
+                                &found, &via, story, sizeof(story), &e) == 0) {
+                    bytes = r.sink.bytes;
+                    goto done;
+                }
+                if (r.sink.werr) {
+                    *err = r.origin_err;
+                    goto out;
+                }
+                last = e;
+            } else if (!o.no_origin) {
+                if (origin_again(&r, fd, err) < 0 || race_run(&r, err) < 0)
+                    goto out;
+                if (r.ook) {
+                    source = "origin";
+                    bytes = r.sink.bytes;
+                    goto done;
+                }
+                if (r.sink.werr) {
+                    *err = r.origin_err;
+                    goto out;
+                }
+                story_add(story, sizeof(story), "origin", &r.origin_err);
+                last = r.origin_err;
+            }
+        }
+        fail_all(err, o.url, &last, story);
+        goto out;
+    }
 
     shoal_err_clear(&e);
     if (r.is_static) {
@@ -663,6 +848,13 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
         goto done;
     }
     story_add(story, sizeof(story), "injector", &e);
+    if (!o.no_proxy && e.code == SHOAL_ENET) {   /* other injectors, proxies */
+        if (try_proxies(ctx, &r, dir, fd, &inj, &bytes, &source, &found, &via,
+                        story, sizeof(story), &e) == 0) {
+            have_inj = 1;
+            goto done;
+        }
+    }
     fail_all(err, o.url, &e, story);
     goto out;
 fail:
@@ -692,6 +884,8 @@ done:
                       "source", source, "bytes", (json_int_t)bytes);
         if (j && to_file)
             json_object_set_new(j, "output", json_string(o.output));
+        if (j && via)
+            json_object_set_new(j, "via", json_string(via));
         if (j && have_inj) {
             json_object_set_new(j, "file_id", json_string(inj.file_id));
             json_object_set_new(j, "version",
@@ -721,6 +915,7 @@ done:
     }
 out:
     race_free(&r);
+    json_decref(found);
     json_decref(methods);
     json_decref(ans);
     if (fd >= 0)

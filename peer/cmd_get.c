@@ -1,7 +1,7 @@
 /*
  * cmd_get.c - shoal get ID [-o OUT] [--version N] [-j PER_SOURCE]
  *                          [--sources] [--stall SECS] [--data-dir DIR]
- *                          [--no-keep]
+ *                          [--keep | --no-keep]
  *
  * 1. GET /v1/files/{id}/manifest and trust it only when its X-Sign is a
  *    valid, unexpired signature by the pinned broker key, the body says
@@ -18,10 +18,12 @@
  * version's record) is used, checked as in 1., and the holders are found
  * through the peers known there (protocol.md, section 12).
  *
- * Unless --no-keep, every verified piece is also kept in the data
- * folder's store, with the version's record, so that 'shoal serve' serves
- * it (serve.h).  When a serve runs on that folder (serve.json), the
- * download is part of the swarm: the serve takes the version in at once
+ * When a serve runs on the data folder (serve.json), or with --keep, every
+ * verified piece is also kept in the folder's store, with the version's
+ * record, so that 'shoal serve' serves it (serve.h); --no-keep never
+ * keeps (a second copy of the file costs disk space and time).  With a
+ * serve running, the download is part of the swarm: the serve takes the
+ * version in at once
  * (SIGHUP) and shares each piece as it arrives, the download announces
  * what it holds every REFRESH_SWARM seconds and takes pieces from the
  * peers that hold them meanwhile (fetch_swarm.c), never from its own
@@ -348,7 +350,7 @@ static struct pr_held *keep_open(const char *dir, const char *id,
     doc = pr_manifest_doc(id, m->version, m->size, m->piece_size,
                           (const unsigned char (*)[SHOAL_HASH_BYTES])m->hashes,
                           m->count, m->root, m->xsign);
-    if (!doc || pr_held_record(h, &v, doc, &e) < 0) {
+    if (!doc || pr_held_record_kept(h, &v, doc, &e) < 0) {  /* a cache */
         pr_warn("not keeping the pieces to serve them: %s",
                 doc ? e.msg : "out of memory");
         pr_held_close(h);
@@ -499,6 +501,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     const char *data_arg = NULL;
     int show_sources = 0;
     int no_keep = 0;
+    int keep = 0;
     const struct pr_opt opts[] = {
         { "o", &out_arg, NULL },
         { "output", &out_long, NULL },
@@ -509,6 +512,7 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
         { "stall", &stall_arg, NULL },
         { "data-dir", &data_arg, NULL },
         { "no-keep", NULL, &no_keep },
+        { "keep", NULL, &keep },
         { NULL, NULL, NULL },
     };
     struct pr_progress *progress = NULL;
@@ -565,6 +569,8 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
 
     if (data_arg && !*data_arg)
         return pr_usage_err(err, "option '--data-dir' is empty");
+    if (keep && no_keep)
+        return pr_usage_err(err, "--keep and --no-keep exclude each other");
     {
         struct shoal_err e;
         shoal_err_clear(&e);
@@ -600,9 +606,11 @@ int pr_cmd_get(struct pr_ctx *ctx, int argc, char **argv,
     f.progress = progress;
     f.data_dir = dir;
     f.refresh = REFRESH_ALONE;
-    if (dir && !no_keep && (held = keep_open(dir, id, &m))) {
+    if (dir && !no_keep && pr_serve_running(dir, serve_url, &serve_pid) != 1)
+        serve_pid = 0;
+    if (dir && (keep || serve_pid > 0) && (held = keep_open(dir, id, &m))) {
         f.keep = pr_held_store(held);
-        if (pr_serve_running(dir, serve_url, &serve_pid) == 1) {
+        if (serve_pid > 0) {
             /* its serve shares what arrives, and is not a source */
             f.self_url = f.announce_url = serve_url;
             f.refresh = REFRESH_SWARM;

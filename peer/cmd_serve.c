@@ -3,6 +3,8 @@
  *               [--data-dir DIR] [--max-storage SIZE] [--max-seed-ratio R]
  *               [--max-upload-rate RATE] [--auth-ttl SECS]
  *               [--announce-interval SECS] [--trust-interval SECS]
+ *               [--act-as-proxy [--proxy-connect] [--proxy-allow CIDR,…]
+ *                [--proxy-ports PORT,…]]
  *
  * The peer as a daemon: it serves the versions held in its data folder
  * (serve.c), announces each to the tracker (POST /v1/files/{id}/peers)
@@ -12,8 +14,10 @@
  * announce round, or at once on SIGHUP), renews X-Sign signatures that
  * near their expiry, sends at most RATE bytes a second of content and
  * pieces in all (bytes, K, M, G suffixes as for sizes; no limit by
- * default), and on SIGTERM or SIGINT withdraws its announcements
- * (DELETE) and stops.
+ * default), keeps within --max-storage by evicting the versions 'shoal
+ * get' kept, least recently used first (evict.c), and on SIGTERM or SIGINT withdraws its announcements
+ * (DELETE) and stops.  With --act-as-proxy it is also an injector proxy
+ * (proxy.h), announced in the swarm "injector proxies".
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,9 +27,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "addr.h"
 #include "log.h"
 #include "pex.h"
 #include "pieceserve.h"
+#include "proxy.h"
 #include "serve.h"
 #include "util.h"
 
@@ -46,6 +52,10 @@ struct opts {
     double auth_ttl;
     double announce;                 /* 0: from the broker's answers */
     double trust;
+    int act_as_proxy;                /* --act-as-proxy (proxy.h) */
+    int proxy_connect;               /* --proxy-connect */
+    const char *proxy_allow;         /* --proxy-allow CIDR,… */
+    const char *proxy_ports;         /* --proxy-ports PORT,… (NULL: 80,443) */
 };
 
 /* url percent-encoded for a query string into out. */
@@ -206,7 +216,8 @@ static void renew(struct pr_srv *srv, struct pr_served *s)
     if (pr_manifest_verify(srv->id, s->v->file_id, ans, xsign[0] ? xsign : NULL,
                            (int64_t)time(NULL), &nv, &e) < 0 ||
         memcmp(nv->root, s->v->root, SHOAL_HASH_BYTES) != 0 ||
-        pr_held_record(srv->held, nv, ans, &e) < 0) {
+        (s->v->kept ? pr_held_record_kept(srv->held, nv, ans, &e)  /* evict.c */
+                    : pr_held_record(srv->held, nv, ans, &e)) < 0) {
         shoal_log(SHOAL_LOG_WARN, NULL, "cannot renew the signature of file "
                   "'%s': %s", s->v->file_id, e.msg[0] ? e.msg : "another root");
         goto out;
@@ -230,6 +241,19 @@ static int want_record(void *arg, const char *file_id, uint64_t version)
 static void take_record(void *arg, struct pr_version *v)
 {
     pr_serve_add(arg, v);
+}
+
+/* --max-storage evicted v (evict.c): its announcement goes now. */
+static void evicted(void *arg, const struct pr_version *v, int announced)
+{
+    struct pr_srv *srv = arg;
+    struct shoal_err e;
+
+    shoal_err_clear(&e);
+    if (announced && withdraw(srv, v->file_id, v->version, &e) < 0 &&
+        e.code != SHOAL_ENOTFOUND)
+        shoal_log(SHOAL_LOG_WARN, NULL, "cannot withdraw file '%s': %s",
+                  v->file_id, e.msg);
 }
 
 /* Versions added since the last look. */
@@ -266,6 +290,8 @@ static void announce_round(struct pr_srv *srv, double *ttl)
     int learnt = 0;
 
     rescan(srv);
+    pr_serve_evict(srv, evicted, srv);     /* --max-storage (evict.c) */
+    pr_proxy_announce(srv);                /* injector proxy (proxy.c) */
     if (!(all = snapshot(srv, &n)))
         return;
     known = pr_holders_load(pr_held_dir(srv->held));
@@ -318,6 +344,7 @@ static void withdraw_all(struct pr_srv *srv)
     size_t n;
     struct pr_served **all = snapshot(srv, &n);
 
+    pr_proxy_withdraw(srv);                /* injector proxy (proxy.c) */
     for (size_t i = 0; all && i < n; i++) {
         struct shoal_err e;
         int first = 1, announced = 0;
@@ -344,6 +371,7 @@ static void stats_load(struct pr_srv *srv)
 {
     json_t *st = pr_held_stats_load(srv->held);
     json_t *per = json_object_get(st, "versions");
+    json_t *used = json_object_get(st, "used");        /* LRU (evict.c) */
     char key[64];
 
     atomic_store(&srv->uploaded,
@@ -357,6 +385,9 @@ static void stats_load(struct pr_srv *srv)
         json_int_t up = json_integer_value(json_object_get(per, key));
         if (up > 0)
             atomic_store(&s->uploaded, (unsigned long long)up);
+        json_int_t ms = json_integer_value(json_object_get(used, key));
+        if (ms > 0)
+            atomic_store(&s->used_ms, (long long)ms);
     }
     pthread_mutex_unlock(&srv->lock);
     json_decref(st);
@@ -365,21 +396,24 @@ static void stats_load(struct pr_srv *srv)
 static void stats_save(struct pr_srv *srv)
 {
     json_t *per = json_object();
+    json_t *used = json_object();                     /* LRU (evict.c) */
     struct shoal_err e;
     char key[64];
 
     pthread_mutex_lock(&srv->lock);
-    for (size_t i = 0; per && i < srv->n; i++) {
+    for (size_t i = 0; per && used && i < srv->n; i++) {
         struct pr_served *s = srv->tab[i];
         snprintf(key, sizeof(key), "%s/%" PRIu64, s->v->file_id, s->v->version);
         json_object_set_new(per, key, json_integer(
             (json_int_t)atomic_load(&s->uploaded)));
+        json_object_set_new(used, key, json_integer(
+            (json_int_t)atomic_load(&s->used_ms)));
     }
     pthread_mutex_unlock(&srv->lock);
-    json_t *st = json_pack("{s:I, s:I, s:o}",
+    json_t *st = json_pack("{s:I, s:I, s:o, s:o}",
                            "uploaded", (json_int_t)atomic_load(&srv->uploaded),
                            "downloaded", (json_int_t)atomic_load(&srv->downloaded),
-                           "versions", per);
+                           "versions", per, "used", used);
     shoal_err_clear(&e);
     if (!st || pr_held_stats_save(srv->held, st, &e) < 0)
         shoal_log(SHOAL_LOG_WARN, NULL, "cannot save the byte counts: %s",
@@ -435,6 +469,10 @@ static int parse_opts(int argc, char **argv, struct opts *o,
         { "auth-ttl", &auth_ttl, NULL },
         { "announce-interval", &announce_s, NULL },
         { "trust-interval", &trust, NULL },
+        { "act-as-proxy", NULL, &o->act_as_proxy },
+        { "proxy-connect", NULL, &o->proxy_connect },
+        { "proxy-allow", &o->proxy_allow, NULL },
+        { "proxy-ports", &o->proxy_ports, NULL },
         { NULL, NULL, NULL },
     };
     char *end;
@@ -475,6 +513,28 @@ static int parse_opts(int argc, char **argv, struct opts *o,
     if (trust && (pr_seconds_parse(trust, &o->trust) < 0 || o->trust < 0.1))
         return pr_usage_err(err, "--trust-interval '%s' is not a duration of "
                             "0.1s or more", trust);
+    if ((o->proxy_connect || o->proxy_allow) && !o->act_as_proxy)
+        return pr_usage_err(err, "--proxy-connect and --proxy-allow need "
+                            "--act-as-proxy");
+    if (o->proxy_allow) {
+        struct shoal_cidr_list *l = NULL;
+        struct shoal_err e;
+        shoal_err_clear(&e);
+        if (shoal_cidr_list_parse(o->proxy_allow, &l, &e) < 0)
+            return pr_usage_err(err, "--proxy-allow '%.100s': %s",
+                                o->proxy_allow, e.msg);
+        shoal_cidr_list_free(l);
+    }
+    if (o->proxy_ports) {              /* --proxy-ports (injlist.h) */
+        struct pr_connect_ports ports;
+        struct shoal_err e;
+        shoal_err_clear(&e);
+        if (!o->proxy_connect)
+            return pr_usage_err(err, "--proxy-ports needs --proxy-connect");
+        if (pr_connect_ports_parse(o->proxy_ports, &ports, &e) < 0)
+            return pr_usage_err(err, "--proxy-ports '%.100s': %s (e.g. "
+                                "80,443,8080)", o->proxy_ports, e.msg);
+    }
     int any = 0;
     if (listen_check(o->listen, &any, err) < 0)
         return PR_USAGE;
@@ -589,6 +649,11 @@ int pr_cmd_serve(struct pr_ctx *ctx, int argc, char **argv,
         shoal_err_set(err, SHOAL_EIO, "out of memory");
         goto out;
     }
+    if (o.act_as_proxy &&              /* injector proxy (proxy.c) */
+        !(srv.proxy = pr_proxy_new(ctx->id->broker, srv.link, o.proxy_connect,
+                                   o.proxy_allow, o.proxy_ports, err))) {
+        goto out;
+    }
     struct shoal_err e;
     shoal_err_clear(&e);
     if (pr_gate_pull(srv.gate, &e) < 0)
@@ -659,6 +724,7 @@ out:
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     pr_serve_clear(&srv);
     pr_gate_free(srv.gate);
+    pr_proxy_free(srv.proxy);
     pr_link_free(srv.link);
     pr_held_close(srv.held);
     pr_rate_free(srv.rate);

@@ -347,6 +347,83 @@ out:
     return rc;
 }
 
+/* --- versions kept by 'shoal get' (serve.h, evict.c) ------------------ */
+
+/* files/<id>/<version>.json of h: new string, NULL on ENOMEM. */
+static char *record_path(const struct pr_held *h, const char *file_id,
+                         uint64_t version)
+{
+    char *path;
+
+    if (asprintf(&path, "%s/files/%s/%" PRIu64 ".json", h->dir, file_id,
+                 version) < 0)
+        return NULL;
+    return path;
+}
+
+int pr_held_kept(const struct pr_held *h, const char *file_id,
+                 uint64_t version)
+{
+    char *path = record_path(h, file_id, version);
+    char *text = NULL;
+    size_t len;
+    json_t *doc = NULL;
+    int rc = 0;
+
+    if (!path)
+        return 0;
+    if (access(path, F_OK) != 0 && errno == ENOENT) {
+        rc = -1;
+    } else if (shoal_file_read(path, RECORD_MAX, &text, &len, NULL) == 0 &&
+               (doc = json_loadb(text, len, 0, NULL))) {
+        rc = json_object_get(doc, PR_RECORD_KEPT) != NULL;
+    }
+    json_decref(doc);
+    free(text);
+    free(path);
+    return rc;
+}
+
+int pr_held_record_kept(struct pr_held *h, const struct pr_version *v,
+                        const json_t *ans, struct shoal_err *err)
+{
+    json_t *doc;
+    int rc;
+
+    if (pr_held_kept(h, v->file_id, v->version) == 0)
+        return pr_held_record(h, v, ans, err);      /* owned stays owned */
+    if (!(doc = json_deep_copy(ans)) ||
+        json_object_set_new(doc, PR_RECORD_KEPT, json_string("get")) < 0) {
+        json_decref(doc);
+        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    }
+    rc = pr_held_record(h, v, doc, err);
+    json_decref(doc);
+    return rc;
+}
+
+int pr_held_forget(struct pr_held *h, const char *file_id, uint64_t version,
+                   struct shoal_err *err)
+{
+    char *path = record_path(h, file_id, version);
+    char *slash;
+
+    if (!path)
+        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    if (unlink(path) != 0 && errno != ENOENT) {
+        shoal_err_set(err, SHOAL_EIO, "cannot remove '%s': %s", path,
+                      strerror(errno));
+        free(path);
+        return -1;
+    }
+    if ((slash = strrchr(path, '/'))) {
+        *slash = '\0';
+        rmdir(path);                 /* only when no other version is left */
+    }
+    free(path);
+    return 0;
+}
+
 static int cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -441,6 +518,8 @@ static struct pr_version *record_load(const struct pr_identity *id,
                   "%" PRIu64, path, v->version);
         pr_version_free(v);
         v = NULL;
+    } else {
+        v->kept = json_object_get(ans, PR_RECORD_KEPT) != NULL;
     }
     json_decref(ans);
     return v;

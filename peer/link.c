@@ -162,6 +162,18 @@ void pr_link_free(struct pr_link *l)
     free(l);
 }
 
+int pr_link_session(struct pr_link *l, char sid[37], struct shoal_err *err)
+{
+    struct shoal_client *c = client_take(l);
+    unsigned gen = 0;
+
+    if (!c)
+        return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    int rc = session_now(l, c, 0, sid, &gen, err);
+    client_give(l, c);
+    return rc;
+}
+
 const char *pr_link_user(const struct pr_link *l)
 {
     return l->id->user_id;

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "pex.h"
 #include "pieceserve.h"
+#include "proxy.h"
 #include "serve.h"
 #include "util.h"
 
@@ -72,17 +73,16 @@ void pr_serve_add(struct pr_srv *srv, struct pr_version *v)
         goto nomem;
     s->v = v;
     s->live = 1;
+    atomic_store(&s->used_ms, pr_serve_now_ms());     /* LRU (evict.c) */
     s->admitted = !srv->max_storage ||
                   srv->admitted_bytes + v->size <= srv->max_storage;
     if (s->admitted)
         srv->admitted_bytes += v->size;
     srv->tab[srv->n++] = s;
     pthread_mutex_unlock(&srv->lock);
-    if (!s->admitted)
-        shoal_log(SHOAL_LOG_WARN, NULL, "not serving version %" PRIu64 " of "
-                  "file '%s': its %" PRIu64 " bytes do not fit in "
-                  "--max-storage %" PRIu64, v->version, v->file_id, v->size,
-                  srv->max_storage);
+    if (!s->admitted)                /* evict.c makes room, or warns */
+        shoal_log(SHOAL_LOG_DEBUG, NULL, "version %" PRIu64 " of file '%s' "
+                  "waits for room in --max-storage", v->version, v->file_id);
     else
         shoal_log(SHOAL_LOG_INFO, NULL, "serving version %" PRIu64 " of "
                   "file '%s' (%" PRIu64 " bytes)", v->version, v->file_id,
@@ -195,6 +195,8 @@ int pr_serve_auth(struct shoal_req *req, const char *bearer,
     char user[37];
     int close = 0;
 
+    if (pr_proxy_owns(req))                  /* injector proxy (proxy.c) */
+        return pr_proxy_auth(req, bearer, err);
     if (file_arg(req, id, err) < 0)
         return -1;
     /* A file not held here: only the session is checked, and the handler
@@ -270,6 +272,7 @@ static int answer(struct shoal_req *req, int one_piece, struct shoal_err *err)
 
     if (!s)
         return -1;
+    atomic_store(&s->used_ms, pr_serve_now_ms());     /* LRU (evict.c) */
     pthread_mutex_lock(&srv->lock);
     memcpy(xsign, s->v->xsign, sizeof(xsign));
     pthread_mutex_unlock(&srv->lock);
@@ -436,6 +439,13 @@ static int h_metrics(struct shoal_req *req, json_t **reply,
                "# TYPE shoal_peer_trust_bubble_sessions gauge\n"
                "shoal_peer_trust_bubble_sessions %llu\n",
             g.cached, g.bubble, g.asked, g.refused, g.bubble_size);
+    fprintf(f, "# HELP shoal_peer_evicted_versions_total Versions kept by get that --max-storage evicted.\n"
+               "# TYPE shoal_peer_evicted_versions_total counter\n"
+               "shoal_peer_evicted_versions_total %llu\n"
+               "# HELP shoal_peer_evicted_bytes_total Bytes of the versions evicted (each counted whole).\n"
+               "# TYPE shoal_peer_evicted_bytes_total counter\n"
+               "shoal_peer_evicted_bytes_total %llu\n",
+            atomic_load(&srv->evicted), atomic_load(&srv->evicted_bytes));
     if (fclose(f) != 0 || !buf) {
         free(buf);
         return shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
@@ -455,6 +465,12 @@ const struct shoal_route pr_serve_routes[] = {
     { "GET", "/v1/files/{id}/pieces/{n}", SHOAL_ROUTE_AUTH, h_piece, NULL, 0 },
     { "GET", "/v1/files/{id}/have", SHOAL_ROUTE_AUTH, h_have, NULL, 0 },
     { "GET", "/v1/peers", SHOAL_ROUTE_AUTH, pr_serve_h_peers, NULL, 0 },
+    /* injector proxy (proxy.c): refused unless --act-as-proxy */
+    { "POST", "/v1/inject", SHOAL_ROUTE_AUTH | SHOAL_ROUTE_JSON,
+      pr_proxy_h_inject, NULL, 4096 },
+    { "GET", "/v1/inject", SHOAL_ROUTE_AUTH, pr_proxy_h_inject_get, NULL, 0 },
+    { "CONNECT", "{authority}", SHOAL_ROUTE_AUTH, pr_proxy_h_connect, NULL, 0 },
+    { "GET", "/v1/proxies", SHOAL_ROUTE_AUTH, pr_proxy_h_list, NULL, 0 },
 };
 const size_t pr_serve_nroutes = sizeof(pr_serve_routes) /
                                 sizeof(pr_serve_routes[0]);

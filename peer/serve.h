@@ -12,7 +12,9 @@
  *   files/<file id>/<version>.json  the manifest of each version held, as
  *                                   the broker answered it (x_sign
  *                                   included), checked before it is kept
- *                                   and again when it is loaded
+ *                                   and again when it is loaded; with
+ *                                   "kept_by": "get" when 'shoal get'
+ *                                   wrote it (a cache: evict.c)
  *   stats.json                      bytes uploaded and downloaded, in all
  *                                   and per version (for the seed ratio)
  *   holders.json, manifests/        peer exchange (pex.h)
@@ -62,6 +64,8 @@ struct pr_version {
     unsigned char (*hashes)[SHOAL_HASH_BYTES];     /* npieces of them */
     char xsign[SHOAL_XSIGN_MAX];                   /* the X-Sign value */
     int64_t expires;                               /* of the signature */
+    int kept;        /* the record was written by 'shoal get' (PR_RECORD_KEPT):
+                      * a cache, evictable (evict.c); 0: owned (seeded) */
 };
 
 void pr_version_free(struct pr_version *v);
@@ -108,6 +112,29 @@ int pr_held_import(struct pr_held *h, const struct pr_version *v, int fd,
  * files/<id>/<version>.json, written atomically. */
 int pr_held_record(struct pr_held *h, const struct pr_version *v,
                    const json_t *ans, struct shoal_err *err);
+
+/* --- versions kept by 'shoal get': a cache (evict.c) --- */
+
+/* The field of a record written by 'shoal get' ("kept_by": "get"): the
+ * version is a cache that 'shoal serve --max-storage' may evict.  A
+ * record without it (written by 'shoal seed') is owned: never evicted.
+ * pr_manifest_verify ignores the field. */
+#define PR_RECORD_KEPT "kept_by"
+
+/* pr_held_record for a version kept by 'shoal get': ans is written with
+ * PR_RECORD_KEPT, unless the record on disk is owned already, which then
+ * stays owned (ans is written without it).  ans is not changed. */
+int pr_held_record_kept(struct pr_held *h, const struct pr_version *v,
+                        const json_t *ans, struct shoal_err *err);
+/* The record of (file_id, version) on disk: 1 when kept by 'shoal get',
+ * 0 when owned (or when it cannot be read: never evict on a doubt), -1
+ * when there is none. */
+int pr_held_kept(const struct pr_held *h, const char *file_id,
+                 uint64_t version);
+/* Remove the record of (file_id, version) (its pieces stay).  -1 with
+ * err (SHOAL_EIO); none is fine. */
+int pr_held_forget(struct pr_held *h, const char *file_id, uint64_t version,
+                   struct shoal_err *err);
 
 /*
  * Every record on disk that want(arg, file_id, version) asks for (want
@@ -160,6 +187,11 @@ int pr_link_call(struct pr_link *l, const char *method, const char *path,
 /* The peer's own user id (borrowed). */
 const char *pr_link_user(const struct pr_link *l);
 
+/* The live session of the peer's own user into sid (a secret: wipe it
+ * after use), logging in when there is none; for calls made outside
+ * pr_link_call (the injector proxy's streams, proxy.c). */
+int pr_link_session(struct pr_link *l, char sid[37], struct shoal_err *err);
+
 /* --- who may read what (gate.c) --- */
 
 struct pr_gate;
@@ -206,6 +238,8 @@ struct pr_served {
     int gone;                        /* the broker said it is no more */
     int announced;                   /* a live announcement stands */
     _Atomic unsigned long long uploaded;   /* bytes served, ever */
+    _Atomic long long used_ms;       /* last served or added (unix ms): LRU */
+    int warned;                      /* "does not fit" logged (evict.c) */
 };
 
 struct pr_srv {
@@ -223,6 +257,8 @@ struct pr_srv {
     _Atomic unsigned long long uploaded, downloaded;
     _Atomic unsigned long long (*count)[600];   /* per route and status */
     struct pr_rate *rate;            /* --max-upload-rate, or NULL */
+    struct pr_proxy *proxy;          /* --act-as-proxy (proxy.h), or NULL */
+    _Atomic unsigned long long evicted, evicted_bytes;  /* evict.c */
 };
 
 extern const struct shoal_route pr_serve_routes[];
@@ -248,6 +284,26 @@ void pr_serve_put(struct pr_srv *srv, struct pr_served *s);
 int pr_serve_seeded_out(const struct pr_srv *srv, const struct pr_served *s);
 /* Forget every version. */
 void pr_serve_clear(struct pr_srv *srv);
+
+/* --- --max-storage: what is served, what is evicted (evict.c) --- */
+
+/* Now, in unix milliseconds (the clock of used_ms). */
+long long pr_serve_now_ms(void);
+
+/*
+ * Bring what srv holds within --max-storage: evict whole versions kept by
+ * 'shoal get' (never owned ones, nor one whose pieces are not all in the
+ * store), least recently used first, and admit (serve) the others that
+ * fit; those that do not fit wait, with a warning.  An evicted version
+ * leaves the table, its record is removed, and so are its pieces that no
+ * other version in the table uses; evicted(arg, v, announced) is called
+ * first for each (to withdraw its announcement).  Returns the number of
+ * versions evicted.  From one thread at a time (the announce loop).
+ */
+size_t pr_serve_evict(struct pr_srv *srv,
+                      void (*evicted)(void *arg, const struct pr_version *v,
+                                      int announced),
+                      void *arg);
 
 /* --- the upload limit (rate.c) --- */
 

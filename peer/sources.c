@@ -265,6 +265,18 @@ static int list_init(struct list *l, const struct pr_fetch *f,
     return 0;
 }
 
+/* GET /v1/files/{id}/peers?version=V into *ans, the failure in e. */
+static int tracker_ask(const struct pr_fetch *f, json_t **ans,
+                       struct shoal_err *e)
+{
+    char path[128];
+
+    snprintf(path, sizeof(path), "/v1/files/%s/peers?version=%" PRIu64,
+             f->file_id, f->version);
+    shoal_err_clear(e);
+    return pr_call(f->ctx, "GET", path, NULL, ans, e);
+}
+
 int pr_sources_peers(const struct pr_fetch *f, struct pr_source **out,
                      int *n, struct pr_swarm_view *view,
                      struct shoal_err *err)
@@ -272,7 +284,6 @@ int pr_sources_peers(const struct pr_fetch *f, struct pr_source **out,
     struct list l;
     struct shoal_err e;
     json_t *ans = NULL;
-    char path[128];
     int usable = 0;
 
     *out = NULL;
@@ -285,10 +296,7 @@ int pr_sources_peers(const struct pr_fetch *f, struct pr_source **out,
         view->rank = 0;
         l.view = view;
     }
-    snprintf(path, sizeof(path), "/v1/files/%s/peers?version=%" PRIu64,
-             f->file_id, f->version);
-    shoal_err_clear(&e);
-    if (pr_call(f->ctx, "GET", path, NULL, &ans, &e) < 0) {
+    if (tracker_ask(f, &ans, &e) < 0) {
         shoal_log(SHOAL_LOG_DEBUG, NULL, "tracker: %s", e.msg);
         if (view)
             view->members = 0;
@@ -309,7 +317,6 @@ int pr_sources_find(const struct pr_fetch *f, struct pr_source **out,
     struct list l;
     struct shoal_err e;
     json_t *ans = NULL;
-    char path[128];
     int usable = 0;
 
     *out = NULL;
@@ -317,10 +324,7 @@ int pr_sources_find(const struct pr_fetch *f, struct pr_source **out,
     if (list_init(&l, f, err) < 0)
         return -1;
     if (!f->broker_only) {
-        snprintf(path, sizeof(path), "/v1/files/%s/peers?version=%" PRIu64,
-                 f->file_id, f->version);
-        shoal_err_clear(&e);
-        if (pr_call(f->ctx, "GET", path, NULL, &ans, &e) < 0) {
+        if (tracker_ask(f, &ans, &e) < 0) {
             struct pex_arg pa = { &l, err };
             if (tracker_down(e.code) && f->data_dir) {
                 shoal_log(SHOAL_LOG_INFO, NULL, "tracker: %s; asking the "

@@ -31,7 +31,7 @@ import threading
 import time
 
 from benchlib import BIN, free_port, start_pg, stop, stop_pg, wait_http
-from bench_transfer import Peer, make_random, remove, run, same, settle
+from bench_transfer import Peer, broker_up, make_random, remove, run, same, settle
 from swarm_bt import bt_swarm
 
 MIB = 1024 * 1024
@@ -45,20 +45,6 @@ TIMEOUT = 30 + 4 * max(NS) * SIZE / RATE
 
 def fail(msg):
     raise SystemExit("bench_distribution: " + msg)
-
-
-def broker(tmp, conninfo, roles, port):
-    proc = subprocess.Popen(
-        [os.path.join(BIN, "shoal-broker"), "--listen", "127.0.0.1:%d" % port,
-         "--database-url", conninfo, "--data-dir", os.path.join(tmp, "broker"),
-         "--log-file", os.path.join(tmp, "broker.log"), "--roles", roles])
-    base = "http://127.0.0.1:%d" % port
-    try:
-        wait_http(base + "/healthz")
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, base
 
 
 def serve(peer, host, data, *args):
@@ -140,7 +126,7 @@ def main():
         src = os.path.join(tmp, "src.bin")
         make_random(src, SIZE)
         port = free_port()
-        proc, base = broker(tmp, conninfo, "trust,metadata,file,accounting", port)
+        proc, base = broker_up(tmp, conninfo, "broker", port=port)
         procs.append(proc)
         owner = Peer(os.path.join(tmp, "owner"), base)
         fid = json.loads(run(owner.cmd("put", src, "--piece-size", str(PIECE)), 600,
@@ -150,7 +136,8 @@ def main():
             owner.env)
         # the same database, without the file role: the seed is the source
         stop(procs.pop())
-        proc, base = broker(tmp, conninfo, "trust,metadata,accounting", port)
+        proc, base = broker_up(tmp, conninfo, "broker", "trust,metadata,accounting",
+                               port)
         procs.append(proc)
         procs.append(serve(owner, "127.0.0.2", seed_data,
                            "--max-upload-rate", str(RATE)))

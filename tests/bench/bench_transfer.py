@@ -242,14 +242,15 @@ def start_nginx(tmp, www, dav):
     }""" % (dav, davtmp))
 
 
-def broker_up(tmp, conninfo, name):
-    """benchlib's start_broker, stopping the broker when it does not come
-    up."""
-    port = free_port()
+def broker_up(tmp, conninfo, name, roles=None, port=None):
+    """benchlib's start_broker (on port, else a free one; with roles, else
+    all), stopping the broker when it does not come up."""
+    port = port or free_port()
     proc = subprocess.Popen(
         [os.path.join(BIN, "shoal-broker"), "--listen", "127.0.0.1:%d" % port,
          "--database-url", conninfo, "--data-dir", os.path.join(tmp, name),
-         "--log-file", os.path.join(tmp, name + ".log")])
+         "--log-file", os.path.join(tmp, name + ".log")] +
+        (["--roles", roles] if roles else []))
     base = "http://127.0.0.1:%d" % port
     try:
         wait_http(base + "/healthz")

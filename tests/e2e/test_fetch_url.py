@@ -307,7 +307,12 @@ def test_dynamic_goes_to_the_origin_only(cli, tmp_path, origin, broker):
     body, _ = fetch(cli, tmp_path, url, "-X", "POST", "-d", "x=1", rc=6, out="d2.bin")
     assert "origin" in body["error"]["message"]
     assert broker_counts(broker) == before
-    body, _ = fetch(cli, tmp_path, url, "-d", "x", "--no-origin", rc=2, out="d3.bin")
+    # --no-origin leaves a dynamic request the proxies only (test_proxy.py);
+    # with --no-proxy too it has no way at all
+    body, _ = fetch(cli, tmp_path, url, "-d", "x", "--no-origin", rc=6, out="d3.bin")
+    assert "no injector proxy found" in body["error"]["message"], body
+    body, _ = fetch(cli, tmp_path, url, "-d", "x", "--no-origin", "--no-proxy", rc=2,
+                    out="d3.bin")
 
 
 def test_bad_input(cli, tmp_path):

@@ -103,21 +103,25 @@ def put_file(a, tmp_path, npieces):
 
 def test_get_keeps_what_it_downloads_and_serve_serves_it(shoal_path, make_broker,
                                                          tmp_path):
-    """B's get keeps every piece and the version's record in its data
-    folder; a serve started afterwards announces the whole file and serves
-    it.  With --no-keep, nothing is kept."""
+    """With --keep, B's get keeps every piece and the version's record in
+    its data folder; a serve started afterwards announces the whole file
+    and serves it.  Without a serve running and without --keep, or with
+    --no-keep, nothing is kept."""
     b = make_broker()
     a, rb = (data_cli(shoal_path, tmp_path / n, b) for n in ("a", "b"))
     fid, data, _ = put_file(a, tmp_path, 24)
     a.run("share", "grant", "default", rb.identity()["user_id"], rc=0)
 
-    rb.run("get", fid, "-o", tmp_path / "nokeep.bin", "--no-keep", rc=0)
-    assert (tmp_path / "nokeep.bin").read_bytes() == data
-    assert not (data_of(rb) / "files").exists() or \
-        not list((data_of(rb) / "files").rglob("*.json"))
-    assert held_pieces(rb) == []
+    for extra in (["--no-keep"], []):
+        rb.run("get", fid, "-o", tmp_path / "nokeep.bin", *extra, rc=0)
+        assert (tmp_path / "nokeep.bin").read_bytes() == data
+        assert not (data_of(rb) / "files").exists() or \
+            not list((data_of(rb) / "files").rglob("*.json"))
+        assert held_pieces(rb) == []
+    r = rb.run("get", fid, "-o", tmp_path / "x.bin", "--keep", "--no-keep", rc=2)
+    assert "--keep" in r.stderr
 
-    body, _, _ = get(rb, fid, tmp_path / "b.bin")
+    body, _, _ = get(rb, fid, tmp_path / "b.bin", "--keep")
     assert (tmp_path / "b.bin").read_bytes() == data
     record = json.loads((data_of(rb) / "files" / fid / "1.json").read_text())
     assert record["file_id"] == fid and record["pieces"] == 25
