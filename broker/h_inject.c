@@ -7,10 +7,12 @@
  * the injector holds its key.
  *
  * A piece is named by its hash, which is known only once the piece is
- * whole: the piece being received is kept in memory (512 KiB) and stored
- * when complete, pinned first (db_inject.c) so that no sweeper removes it
- * before the version counts it.  Memory per injection: that piece, the origin buffer
- * (origin.c) and 32 bytes per piece for the hashes.
+ * whole: whole pieces go to storing threads (inject_store.c) that hash,
+ * pin (db_inject.c, so that no sweeper removes a piece before the version
+ * counts it) and store them while the body goes on to the caller.  The
+ * version is committed and signed, and X-Sign sent, only once every piece
+ * is stored.  Memory per injection: a few piece buffers (inject_store.c),
+ * the origin buffer (origin.c) and 32 bytes per piece for the hashes.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -25,7 +27,6 @@
 #include "injmeta.h"
 #include "log.h"
 
-#define PIECE SHOAL_PIECE_DEFAULT
 #define NONCE_MIN 16                  /* bytes of a challenge nonce */
 #define NONCE_MAX 64
 #define MAX_SIZE_CAP (1ULL << 53)     /* JSON sizes stay exact */
@@ -169,60 +170,20 @@ struct injection {
     unsigned char meta_hash[32];
     int status;
     long long expires;
-    unsigned char *piece;              /* the piece being received */
-    size_t plen;
-    unsigned char (*hashes)[32];       /* of the pieces stored so far */
-    uint64_t npieces, cap;
+    struct br_inject_store *st;        /* the pieces on their way to disk */
     uint64_t size;                     /* bytes stored */
     uint64_t sent;                     /* bytes handed to the client */
-    int pinned;                        /* a pin may be held */
     int finished, failed;
 };
-
-/* Pin and store the piece in memory, and note its hash. */
-static int store_piece(struct injection *in, struct shoal_err *err)
-{
-    if (in->npieces == in->cap) {
-        uint64_t cap = in->cap ? 2 * in->cap : 16;
-        unsigned char (*h)[32] = realloc(in->hashes, cap * 32);
-        if (h == NULL)
-            return shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
-        in->hashes = h;
-        in->cap = cap;
-    }
-    unsigned char *hash = in->hashes[in->npieces];
-    shoal_sha256(in->piece, in->plen, hash);
-    if (br_inject_pin(in->app, in->id, hash, (uint32_t)in->plen, err) != 0)
-        return -1;
-    in->pinned = 1;
-    if (shoal_store_put(in->app->store, hash, in->piece, in->plen, err) < 0)
-        return -1;
-    in->npieces++;
-    in->size += in->plen;
-    in->plen = 0;
-    return 0;
-}
-
-static int feed(struct injection *in, const char *data, size_t n,
-                struct shoal_err *err)
-{
-    while (n > 0) {
-        size_t k = PIECE - in->plen < n ? PIECE - in->plen : n;
-        memcpy(in->piece + in->plen, data, k);
-        in->plen += k;
-        data += k;
-        n -= k;
-        if (in->plen == PIECE && store_piece(in, err) != 0)
-            return -1;
-    }
-    return 0;
-}
 
 /* The end of the body: the last piece, the version, the record. */
 static int finish(struct injection *in, struct br_injected *rec,
                   struct shoal_err *err)
 {
-    if (in->plen > 0 && store_piece(in, err) != 0)
+    const unsigned char (*hashes)[32] = NULL;
+    uint64_t n = 0;
+
+    if (br_inject_store_finish(in->st, &hashes, &n, &in->size, err) != 0)
         return -1;
     memset(rec, 0, sizeof *rec);
     rec->injection_id = in->id;
@@ -232,8 +193,8 @@ static int finish(struct injection *in, struct br_injected *rec,
     rec->meta = in->meta;
     memcpy(rec->meta_hash, in->meta_hash, 32);
     rec->size = in->size;
-    rec->npieces = in->npieces;
-    rec->hashes = (const unsigned char (*)[32])in->hashes;
+    rec->npieces = n;
+    rec->hashes = hashes;
     shoal_merkle_root(rec->hashes, rec->npieces, rec->root);
     rec->expires = in->expires;
     return br_inject_commit(in->app, in->share_id, rec, err);
@@ -243,10 +204,14 @@ static int finish(struct injection *in, struct br_injected *rec,
  * and note the failure on the URL's record. */
 static void give_up(struct injection *in, const char *why)
 {
+    int pinned = br_inject_store_stop(in->st);   /* no pin taken after it */
+
     in->failed = 1;
     shoal_log(SHOAL_LOG_WARN, in->req_id, "inject '%.200s' failed after %llu"
               " bytes: %s", in->url, (unsigned long long)in->sent, why);
-    if (in->pinned)
+    br_inject_store_free(in->st);
+    in->st = NULL;
+    if (pinned)
         br_inject_unpin(in->app, in->id, 0);
     br_inject_failed(in->app, in->url, why);
 }
@@ -263,7 +228,7 @@ static long inject_read(void *cls, char *buf, size_t max,
         return in->finished ? 0 : -1;
     long n = br_origin_read(in->o, buf, max, &err);
     if (n > 0) {
-        if (feed(in, buf, (size_t)n, &err) != 0) {
+        if (br_inject_store_feed(in->st, buf, (size_t)n, &err) != 0) {
             give_up(in, err.msg);
             return -1;
         }
@@ -296,10 +261,9 @@ static void injection_free(void *cls)
     if (in->sent > 0)
         br_usage_add(in->app, in->user_id, 0, in->sent, 0);
     br_origin_close(in->o);
+    br_inject_store_free(in->st);
     free(in->url);
     free(in->meta);
-    free(in->piece);
-    free(in->hashes);
     free(in);
 }
 
@@ -336,10 +300,12 @@ BR_HANDLER(h_inject)
     snprintf(in->user_id, sizeof in->user_id, "%s", br_caller(req)->user_id);
     snprintf(in->req_id, sizeof in->req_id, "%s", shoal_req_id(req));
     shoal_uuid_v4(in->id);
-    if ((in->url = strdup(url)) == NULL || (in->piece = malloc(PIECE)) == NULL) {
+    if ((in->url = strdup(url)) == NULL) {
         shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
         goto fail;
     }
+    if ((in->st = br_inject_store_new(app, in->id, err)) == NULL)
+        goto fail;
     url_swarm(url, in->swarm);
     if (br_inject_share(app, in->share_id, err) != 0)
         goto fail;

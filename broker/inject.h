@@ -55,6 +55,38 @@ long br_origin_read(struct br_origin *o, char *buf, size_t max,
 /* Stop and free (accepts NULL). */
 void br_origin_close(struct br_origin *o);
 
+/* --- storing an injection's pieces on other threads (inject_store.c) --- */
+
+struct br_inject_store;
+
+/* Start storing the pieces of injection injection_id (its pins carry that
+ * id): no thread runs until the first whole piece.  NULL with err. */
+struct br_inject_store *br_inject_store_new(struct br_app *app,
+                                            const char *injection_id,
+                                            struct shoal_err *err);
+
+/* Append n body bytes.  Each whole piece is hashed, pinned and stored on
+ * other threads; this waits only while every piece buffer is taken.  -1
+ * with err once storing has failed (the caller gives up). */
+int br_inject_store_feed(struct br_inject_store *s, const char *data, size_t n,
+                         struct shoal_err *err);
+
+/* The end of the body: hand over the last piece and wait until every
+ * piece is stored (fsynced, renamed, pinned).  0 with the piece hashes
+ * (borrowed until br_inject_store_free), their number and the bytes;
+ * -1 with err. */
+int br_inject_store_finish(struct br_inject_store *s,
+                           const unsigned char (**hashes)[32], uint64_t *n,
+                           uint64_t *size, struct shoal_err *err);
+
+/* Stop the threads (pieces not stored yet are dropped): once it returns
+ * no pin is taken any more.  1 when a pin may have been taken, else 0
+ * (also for NULL). */
+int br_inject_store_stop(struct br_inject_store *s);
+
+/* Stop (as br_inject_store_stop) and free.  Accepts NULL. */
+void br_inject_store_free(struct br_inject_store *s);
+
 /* --- records (db_inject.c) --- */
 
 /* The share injected objects go to, made on first use with the

@@ -10,7 +10,8 @@
  * trailer's X-Sign is checked over the bytes received.  A domain where
  * the swarm or the injector served last time prefers a valid swarm copy
  * over waiting for the origin.  What came from the swarm or the injector
- * is kept in the data folder, so that 'shoal serve' seeds it.  A dynamic
+ * is kept in the data folder, so that 'shoal serve' seeds it (a cache,
+ * under the dCDN policy: webseed.h).  A dynamic
  * request goes to the origin only, as one request: directly, or, when the
  * origin cannot be reached (or --no-origin), through an injector proxy
  * with HTTP CONNECT (proxy.h); a static one whose injector cannot be
@@ -812,7 +813,8 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
         goto out;
     if (r.record && r.svalid) {
         shoal_err_clear(&e);
-        if (pr_swarm_download(ctx, o.url, r.record, fd, &inj, &ans, &e) == 0) {
+        if (pr_swarm_download(ctx, o.url, r.record, fd, dir, &inj, &ans,
+                              &e) == 0) {
             source = "swarm";
             bytes = inj.x.size;
             have_inj = 1;
@@ -864,7 +866,7 @@ fail:
 done:
     if (have_inj) {
         shoal_err_clear(&e);
-        if (pr_urlobj_keep(ctx, dir, &inj, fd, ans, &e) < 0)
+        if (pr_urlobj_keep(ctx, dir, o.url, &inj, fd, ans, &e) < 0)
             pr_warn("fetched '%s' but cannot keep it to seed: %s", o.url,
                     e.msg);
     }

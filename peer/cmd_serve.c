@@ -3,6 +3,7 @@
  *               [--data-dir DIR] [--max-storage SIZE] [--max-seed-ratio R]
  *               [--max-upload-rate RATE] [--auth-ttl SECS]
  *               [--announce-interval SECS] [--trust-interval SECS]
+ *               [--max-web-age SECS]
  *               [--act-as-proxy [--proxy-connect] [--proxy-allow CIDR,…]
  *                [--proxy-ports PORT,…]]
  *
@@ -15,7 +16,10 @@
  * near their expiry, sends at most RATE bytes a second of content and
  * pieces in all (bytes, K, M, G suffixes as for sizes; no limit by
  * default), keeps within --max-storage by evicting the versions 'shoal
- * get' kept, least recently used first (evict.c), and on SIGTERM or SIGINT withdraws its announcements
+ * get' kept, least recently used first (evict.c), ends the seeding of the
+ * web objects 'shoal fetch' kept once superseded, --max-web-age (a week)
+ * after their injection or past the injector's signature (webseed.h),
+ * and on SIGTERM or SIGINT withdraws its announcements
  * (DELETE) and stops.  With --act-as-proxy it is also an injector proxy
  * (proxy.h), announced in the swarm "injector proxies".
  */
@@ -34,6 +38,7 @@
 #include "proxy.h"
 #include "serve.h"
 #include "util.h"
+#include "webseed.h"
 
 #define LISTEN_DEFAULT "127.0.0.1:7070"
 #define RATIO_DEFAULT 3.0
@@ -52,6 +57,7 @@ struct opts {
     double auth_ttl;
     double announce;                 /* 0: from the broker's answers */
     double trust;
+    double web_age;                  /* --max-web-age, 0: no limit */
     int act_as_proxy;                /* --act-as-proxy (proxy.h) */
     int proxy_connect;               /* --proxy-connect */
     const char *proxy_allow;         /* --proxy-allow CIDR,… */
@@ -243,7 +249,8 @@ static void take_record(void *arg, struct pr_version *v)
     pr_serve_add(arg, v);
 }
 
-/* --max-storage evicted v (evict.c): its announcement goes now. */
+/* --max-storage evicted v (evict.c), or the seeding of the web object v
+ * is over (webseed.h): its announcement goes now. */
 static void evicted(void *arg, const struct pr_version *v, int announced)
 {
     struct pr_srv *srv = arg;
@@ -290,6 +297,7 @@ static void announce_round(struct pr_srv *srv, double *ttl)
     int learnt = 0;
 
     rescan(srv);
+    pr_serve_retire(srv, evicted, srv);    /* web objects (webseed.h) */
     pr_serve_evict(srv, evicted, srv);     /* --max-storage (evict.c) */
     pr_proxy_announce(srv);                /* injector proxy (proxy.c) */
     if (!(all = snapshot(srv, &n)))
@@ -459,6 +467,7 @@ static int parse_opts(int argc, char **argv, struct opts *o,
 {
     const char *max_storage = NULL, *ratio = NULL, *auth_ttl = NULL;
     const char *announce_s = NULL, *trust = NULL, *upload_rate = NULL;
+    const char *web_age = NULL;
     const struct pr_opt table[] = {
         { "listen", &o->listen, NULL },
         { "advertise", &o->advertise, NULL },
@@ -469,6 +478,7 @@ static int parse_opts(int argc, char **argv, struct opts *o,
         { "auth-ttl", &auth_ttl, NULL },
         { "announce-interval", &announce_s, NULL },
         { "trust-interval", &trust, NULL },
+        { "max-web-age", &web_age, NULL },
         { "act-as-proxy", NULL, &o->act_as_proxy },
         { "proxy-connect", NULL, &o->proxy_connect },
         { "proxy-allow", &o->proxy_allow, NULL },
@@ -483,6 +493,7 @@ static int parse_opts(int argc, char **argv, struct opts *o,
     o->ratio = RATIO_DEFAULT;
     o->auth_ttl = AUTH_TTL_DEFAULT;
     o->trust = TRUST_INTERVAL_DEFAULT;
+    o->web_age = PR_WEB_AGE_DEFAULT;
     if ((n = pr_opts_parse(table, argc, argv, err)) < 0)
         return n;
     if (n > 0)
@@ -513,6 +524,10 @@ static int parse_opts(int argc, char **argv, struct opts *o,
     if (trust && (pr_seconds_parse(trust, &o->trust) < 0 || o->trust < 0.1))
         return pr_usage_err(err, "--trust-interval '%s' is not a duration of "
                             "0.1s or more", trust);
+    if (web_age && (pr_seconds_parse(web_age, &o->web_age) < 0 ||
+                    o->web_age > 1e10))
+        return pr_usage_err(err, "--max-web-age '%s' is not a duration (e.g."
+                            " 7d; 0: no limit)", web_age);
     if ((o->proxy_connect || o->proxy_allow) && !o->act_as_proxy)
         return pr_usage_err(err, "--proxy-connect and --proxy-allow need "
                             "--act-as-proxy");
@@ -632,6 +647,9 @@ int pr_cmd_serve(struct pr_ctx *ctx, int argc, char **argv,
     srv.id = ctx->id;
     srv.max_storage = o.max_storage;
     srv.max_ratio = o.ratio;
+    srv.web_age = (int64_t)o.web_age;
+    if (o.web_age > 0 && srv.web_age == 0)
+        srv.web_age = 1;             /* under a second: as short as can be */
     if (o.max_upload_rate && !(srv.rate = pr_rate_new(o.max_upload_rate))) {
         shoal_err_set(err, SHOAL_EIO, "out of memory");
         goto out;

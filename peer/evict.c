@@ -3,7 +3,9 @@
  * are a cache, evicted least recently used first when what the peer holds
  * exceeds the limit; the versions it owns ('shoal seed') never are.  The
  * choice (pr_evict_plan, evict.h) and its application to the daemon's
- * table (pr_serve_evict, serve.h).
+ * table (pr_serve_evict, serve.h); likewise the end of the seeding of the
+ * web objects 'shoal fetch' kept (pr_web_plan, webseed.h;
+ * pr_serve_retire).
  *
  * What counts is the size of each version held, whole (a piece two
  * versions share counts twice), as for the admission of versions.
@@ -16,6 +18,7 @@
 #include "evict.h"
 #include "log.h"
 #include "serve.h"
+#include "webseed.h"
 
 /* --- the choice ------------------------------------------------------- */
 
@@ -139,8 +142,9 @@ static void unlist(struct pr_srv *srv, struct pr_served *s)
 }
 
 /* Remove the record of s and its pieces that no version in the table
- * uses; count it. */
-static void drop(struct pr_srv *srv, struct pr_served *s)
+ * uses; count it as evicted, or, with why (a fate of webseed.h), as a
+ * web object whose seeding is over. */
+static void drop(struct pr_srv *srv, struct pr_served *s, const char *why)
 {
     const struct pr_version *v = s->v;
     struct shoal_err e;
@@ -163,6 +167,12 @@ static void drop(struct pr_srv *srv, struct pr_served *s)
             removed++;
     }
     free(use);
+    if (why) {
+        shoal_log(SHOAL_LOG_INFO, NULL, "stopped seeding version %" PRIu64
+                  " of file '%s' (%s): %s; %" PRIu64 " pieces removed",
+                  v->version, v->file_id, v->url ? v->url : "", why, removed);
+        return;
+    }
     atomic_fetch_add(&srv->evicted, 1);
     atomic_fetch_add(&srv->evicted_bytes, v->size);
     shoal_log(SHOAL_LOG_INFO, NULL, "evicted version %" PRIu64 " of file '%s' "
@@ -262,7 +272,7 @@ size_t pr_serve_evict(struct pr_srv *srv,
             if (evicted)
                 evicted(arg, v, s->announced);
             s->announced = 0;
-            drop(srv, s);
+            drop(srv, s, NULL);
         } else if (fate[i] == PR_EVICT_WAIT && !s->warned) {
             s->warned = 1;
             shoal_log(SHOAL_LOG_WARN, NULL, "not serving version %" PRIu64
@@ -275,6 +285,81 @@ size_t pr_serve_evict(struct pr_srv *srv,
                       "file '%s' (%" PRIu64 " bytes)", v->version, v->file_id,
                       v->size);
         }
+    }
+out:
+    for (size_t i = 0; all && i < n; i++)
+        pr_serve_put(srv, all[i]);
+    free(all);
+    free(it);
+    free(fate);
+    return out;
+}
+
+/* --- web objects whose seeding is over (webseed.h) ------------------- */
+
+size_t pr_serve_retire(struct pr_srv *srv,
+                       void (*retired)(void *arg, const struct pr_version *v,
+                                       int announced),
+                       void *arg)
+{
+    struct pr_served **all = NULL;
+    struct pr_web_item *it = NULL;
+    enum pr_web_fate *fate = NULL;
+    size_t n = 0, out = 0;
+
+    pthread_mutex_lock(&srv->lock);
+    all = calloc(srv->n + 1, sizeof(*all));
+    it = calloc(srv->n + 1, sizeof(*it));
+    fate = calloc(srv->n + 1, sizeof(*fate));
+    for (size_t i = 0; all && it && fate && i < srv->n; i++) {
+        struct pr_served *s = srv->tab[i];
+        if (s->gone || !s->v->kept || !s->v->url)
+            continue;
+        s->refs++;
+        all[n] = s;
+        it[n].url = s->v->url;
+        it[n].file_id = s->v->file_id;
+        it[n].version = s->v->version;
+        it[n].injected_at = s->v->injected_at;
+        it[n].inj_expires = s->v->inj_expires;
+        n++;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    if (!all || !it || !fate ||
+        pr_web_plan(it, n, (int64_t)time(NULL), srv->web_age, fate) ==
+            (size_t)-1) {
+        shoal_log(SHOAL_LOG_ERROR, NULL, "out of memory: not applying the "
+                  "seeding policy of web objects");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct pr_served *s = all[i];
+        const char *why;
+        if (fate[i] == PR_WEB_SEED)
+            continue;
+        /* 'shoal seed' made it owned meanwhile: it stays */
+        if (pr_held_kept(srv->held, s->v->file_id, s->v->version) == 0) {
+            pthread_mutex_lock(&srv->lock);
+            s->v->kept = 0;
+            pthread_mutex_unlock(&srv->lock);
+            continue;
+        }
+        pthread_mutex_lock(&srv->lock);
+        int live = s->live;
+        if (live)
+            unlist(srv, s);
+        pthread_mutex_unlock(&srv->lock);
+        if (!live)
+            continue;
+        if (retired)
+            retired(arg, s->v, s->announced);
+        s->announced = 0;
+        why = fate[i] == PR_WEB_SUPERSEDED ? "a newer injection of its URL "
+              "is held" : fate[i] == PR_WEB_AGED ? "its injection is older "
+              "than --max-web-age" : "the injector's signature has expired";
+        drop(srv, s, why);
+        atomic_fetch_add(&srv->retired[fate[i]], 1);
+        out++;
     }
 out:
     for (size_t i = 0; all && i < n; i++)

@@ -570,7 +570,9 @@ static int engine_init(struct engine *e, const struct pr_fetch *f,
     e->retry = calloc(n, sizeof(*e->retry));
     /* room for the sources a look at the tracker may add (fetch_swarm.c) */
     e->run = calloc(PR_FETCH_SOURCES_MAX, sizeof(*e->run));
-    threads = pr_verify_default_threads();
+    threads = pr_verify_default_threads() + (f->keep ? PR_VERIFY_KEEP : 0);
+    if (threads > PR_VERIFY_MAX)
+        threads = PR_VERIFY_MAX;
     e->cap = e->nsrc * e->jobs + threads + 1;
     bufs = PR_FETCH_SOURCES_MAX * e->jobs + threads + 1;
     e->pool = calloc((size_t)bufs, sizeof(*e->pool));

@@ -138,7 +138,9 @@ const char *pr_source_kind_name(enum pr_source_kind kind);
 
 /* --- checking and writing pieces on other threads (verify.c) --- */
 
-#define PR_VERIFY_MAX 4              /* threads */
+#define PR_VERIFY_MAX 8              /* threads */
+#define PR_VERIFY_KEEP 3             /* more of them when pieces are also
+                                      * kept: those wait on fsync */
 
 /* A whole piece on its way through the verifying threads. */
 struct pr_verify_job {

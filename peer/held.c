@@ -37,6 +37,7 @@ void pr_version_free(struct pr_version *v)
     if (!v)
         return;
     free(v->hashes);
+    free(v->url);
     free(v);
 }
 
@@ -384,20 +385,50 @@ int pr_held_kept(const struct pr_held *h, const char *file_id,
     return rc;
 }
 
+/* The record of (file_id, version) on disk: new reference, or NULL when
+ * there is none or it cannot be read. */
+static json_t *record_read(const struct pr_held *h, const char *file_id,
+                           uint64_t version)
+{
+    char *path = record_path(h, file_id, version);
+    char *text = NULL;
+    size_t len;
+    json_t *doc = NULL;
+
+    if (path && shoal_file_read(path, RECORD_MAX, &text, &len, NULL) == 0)
+        doc = json_loadb(text, len, 0, NULL);
+    free(text);
+    free(path);
+    return doc;
+}
+
 int pr_held_record_kept(struct pr_held *h, const struct pr_version *v,
                         const json_t *ans, struct shoal_err *err)
 {
-    json_t *doc;
+    static const char *const web[] = { PR_RECORD_URL, PR_RECORD_INJECTED_AT,
+                                       PR_RECORD_INJECT_XSIGN, NULL };
+    json_t *doc, *old = NULL;
+    const char *by;
     int rc;
 
     if (pr_held_kept(h, v->file_id, v->version) == 0)
         return pr_held_record(h, v, ans, err);      /* owned stays owned */
-    if (!(doc = json_deep_copy(ans)) ||
-        json_object_set_new(doc, PR_RECORD_KEPT, json_string("get")) < 0) {
-        json_decref(doc);
+    if (!(doc = json_deep_copy(ans)))
         return shoal_err_set(err, SHOAL_EIO, "out of memory");
+    /* kept by 'shoal fetch': a web object it stays (webseed.h) */
+    old = record_read(h, v->file_id, v->version);
+    by = json_string_value(json_object_get(old, PR_RECORD_KEPT));
+    if (by && strcmp(by, PR_RECORD_FETCH) == 0) {
+        for (int i = 0; web[i]; i++)
+            if (json_object_get(old, web[i]))
+                json_object_set(doc, web[i], json_object_get(old, web[i]));
+    } else {
+        by = "get";
     }
-    rc = pr_held_record(h, v, doc, err);
+    rc = json_object_set_new(doc, PR_RECORD_KEPT, json_string(by)) < 0
+         ? shoal_err_set(err, SHOAL_EIO, "out of memory")
+         : pr_held_record(h, v, doc, err);
+    json_decref(old);
     json_decref(doc);
     return rc;
 }
@@ -485,6 +516,36 @@ static int is_record_name(const char *s)
     return i <= 10 && strcmp(s + i, ".json") == 0;
 }
 
+/* The fields of a record kept by 'shoal fetch' (serve.h) into v: its URL,
+ * when it was injected (0 when the record does not say: its seeding is
+ * over), and the expiry of the injector's X-Sign when it is about v. */
+static void web_fields(const json_t *ans, const char *path,
+                       struct pr_version *v)
+{
+    const char *by = json_string_value(json_object_get(ans, PR_RECORD_KEPT));
+    const char *url = json_string_value(json_object_get(ans, PR_RECORD_URL));
+    const char *at, *xs;
+    struct shoal_xsign x;
+    time_t t;
+
+    if (!by || strcmp(by, PR_RECORD_FETCH) != 0 || !url)
+        return;
+    at = json_string_value(json_object_get(ans, PR_RECORD_INJECTED_AT));
+    xs = json_string_value(json_object_get(ans, PR_RECORD_INJECT_XSIGN));
+    if (!(v->url = strdup(url)))
+        return;
+    if (at && shoal_time_parse(at, &t, NULL) == 0)
+        v->injected_at = (int64_t)t;
+    if (xs && strlen(xs) < SHOAL_XSIGN_MAX &&
+        shoal_xsign_parse(xs, &x, NULL) == 0 && x.version == v->version &&
+        x.size == v->size && memcmp(x.root, v->root, sizeof(x.root)) == 0)
+        v->inj_expires = x.expires;
+    else if (xs)
+        shoal_log(SHOAL_LOG_WARN, NULL, "'%s': its %s is not about version "
+                  "%" PRIu64 ": ignored", path, PR_RECORD_INJECT_XSIGN,
+                  v->version);
+}
+
 /* Load and check one record; NULL (warned) when it does not check out. */
 static struct pr_version *record_load(const struct pr_identity *id,
                                       const char *path, const char *file_id,
@@ -520,6 +581,7 @@ static struct pr_version *record_load(const struct pr_identity *id,
         v = NULL;
     } else {
         v->kept = json_object_get(ans, PR_RECORD_KEPT) != NULL;
+        web_fields(ans, path, v);
     }
     json_decref(ans);
     return v;

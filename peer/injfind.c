@@ -21,8 +21,7 @@
 #define PEX_ASK_MAX 8            /* peers asked GET /v1/proxies */
 #define PEX_TIMEOUT 3            /* seconds per question */
 
-/* The configuration file next to the identity: new reference or NULL. */
-static json_t *config_load(const struct pr_ctx *ctx)
+json_t *pr_injconfig_load(const struct pr_ctx *ctx)
 {
     char *copy, *path = NULL;
     json_t *cfg = NULL;
@@ -57,7 +56,7 @@ int pr_injkey_pinned(const struct pr_ctx *ctx, const char *broker_id,
         return 0;
     if (id && id->broker_id[0] && strcasecmp(id->broker_id, broker_id) == 0)
         return !pk_b64 || strcmp(pk_b64, id->broker_key) == 0;
-    if (!(cfg = config_load(ctx)))
+    if (!(cfg = pr_injconfig_load(ctx)))
         return 0;
     json_array_foreach(json_object_get(cfg, "injectors"), i, e) {
         const char *bid = json_string_value(json_object_get(e, "broker_id"));
@@ -187,7 +186,7 @@ json_t *pr_injfind(struct pr_ctx *ctx, const char *dir, const char *kind)
     if (!list)
         return NULL;
     from_broker(ctx, inj, list);
-    if ((cfg = config_load(ctx))) {
+    if ((cfg = pr_injconfig_load(ctx))) {
         json_array_foreach(json_object_get(cfg, inj ? "injectors" : "proxies"),
                            i, e) {
             const char *bid = json_string_value(json_object_get(e, "broker_id"));

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "injlist.h"
 #include "manifest.h"
@@ -223,4 +224,25 @@ int pr_inj_cache_note(json_t *cache, const char *kind, const char *url,
 out:
     json_decref(fresh);
     return rc;
+}
+
+size_t pr_injkeys_config(const json_t *cfg, const char *broker_id,
+                         unsigned char (*pk)[32], size_t max)
+{
+    size_t i, n = 0;
+    json_t *e;
+
+    if (!broker_id)
+        return 0;
+    json_array_foreach(json_object_get(cfg, "injectors"), i, e) {
+        const char *bid = json_string_value(json_object_get(e, "broker_id"));
+        const char *key = json_string_value(json_object_get(e, "public_key"));
+        if (n == max)
+            break;
+        if (!bid || !key || strcasecmp(bid, broker_id) != 0 ||
+            shoal_b64_decode_exact(key, pk[n], 32, "public_key", NULL) < 0)
+            continue;
+        n++;
+    }
+    return n;
 }

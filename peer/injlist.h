@@ -79,4 +79,15 @@ int pr_inj_list_add(json_t *list, const char *url, const char *from,
 int pr_inj_cache_note(json_t *cache, const char *kind, const char *url,
                       time_t now);
 
+/*
+ * The injector keys the configuration cfg (the object of injectors.json
+ * next to the identity, borrowed; NULL: none) pins for broker_id: the
+ * "public_key" of each entry of its "injectors" whose "broker_id" is
+ * broker_id (any case), decoded, at most max of them into pk.  Entries
+ * whose key is not 32 bytes of standard padded base64 are skipped.
+ * Returns the number of keys.
+ */
+size_t pr_injkeys_config(const json_t *cfg, const char *broker_id,
+                         unsigned char (*pk)[32], size_t max);
+
 #endif

@@ -107,7 +107,7 @@ static const struct cmd commands[] = {
     { "serve", pr_cmd_serve,
       "serve [--listen ADDR:PORT] [--advertise URL] [--data-dir DIR]\n"
       "            [--max-storage SIZE] [--max-seed-ratio R] [--auth-ttl SECS]\n"
-      "            [--max-upload-rate RATE]\n"
+      "            [--max-upload-rate RATE] [--max-web-age SECS]\n"
       "            [--announce-interval SECS] [--trust-interval SECS]\n"
       "\n"
       "  --listen ADDR:PORT       where to listen (default 127.0.0.1:7070)\n"
@@ -121,6 +121,9 @@ static const struct cmd commands[] = {
       "  --max-upload-rate RATE   send content and pieces at most this many\n"
       "                           bytes a second in all (e.g. 2M; default:\n"
       "                           no limit)\n"
+      "  --max-web-age SECS       stop seeding a web object kept by fetch this\n"
+      "                           long after its injection (default 7d; 0:\n"
+      "                           never), or once a newer one of its URL is held\n"
       "  --auth-ttl SECS          keep the broker's yes to a session this long\n"
       "                           (default 60)\n"
       "  --announce-interval SECS (default: half the broker's peer_ttl)\n"

@@ -89,4 +89,9 @@ void pr_injfind_worked(const char *dir, const char *kind, const char *url);
 int pr_injkey_pinned(const struct pr_ctx *ctx, const char *broker_id,
                      const char *pk_b64);
 
+/* The configuration file next to the identity (PR_INJ_CONFIG_FILE): new
+ * reference, or NULL when there is none or it is not a JSON object
+ * (warned).  Its extra injector keys: pr_injkeys_config (injlist.h). */
+json_t *pr_injconfig_load(const struct pr_ctx *ctx);
+
 #endif

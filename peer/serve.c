@@ -17,6 +17,7 @@
 #include "proxy.h"
 #include "serve.h"
 #include "util.h"
+#include "webseed.h"
 
 #define NSTATUS 600
 
@@ -243,7 +244,20 @@ static struct pr_served *served_arg(struct shoal_req *req, int to_serve,
     pthread_mutex_lock(&srv->lock);
     int64_t expires = s->v->expires;
     pthread_mutex_unlock(&srv->lock);
-    if (expires <= (int64_t)time(NULL)) {
+    /* a web object past its time, until the announce round retires it */
+    struct pr_web_item web = { .url = s->v->url, .file_id = s->v->file_id,
+                               .version = s->v->version,
+                               .injected_at = s->v->injected_at,
+                               .inj_expires = s->v->inj_expires };
+    enum pr_web_fate fate = s->v->url && s->v->kept
+                            ? pr_web_fate_of(&web, (int64_t)time(NULL),
+                                             srv->web_age) : PR_WEB_SEED;
+    if (fate != PR_WEB_SEED) {
+        shoal_err_set(err, SHOAL_EUNAVAILABLE, "version %" PRIu64 " of file "
+                      "'%s' is no longer seeded here (%s)", s->v->version, id,
+                      fate == PR_WEB_AGED ? "older than this peer's "
+                      "--max-web-age" : "the injector's signature expired");
+    } else if (expires <= (int64_t)time(NULL)) {
         shoal_err_set(err, SHOAL_EUNAVAILABLE, "the signature of version "
                       "%" PRIu64 " of file '%s' has expired: this peer is "
                       "renewing it", s->v->version, id);
@@ -446,6 +460,12 @@ static int h_metrics(struct shoal_req *req, json_t **reply,
                "# TYPE shoal_peer_evicted_bytes_total counter\n"
                "shoal_peer_evicted_bytes_total %llu\n",
             atomic_load(&srv->evicted), atomic_load(&srv->evicted_bytes));
+    fprintf(f, "# HELP shoal_peer_retired_versions_total Web objects kept by fetch whose seeding ended, by reason.\n"
+               "# TYPE shoal_peer_retired_versions_total counter\n");
+    for (int r = PR_WEB_SUPERSEDED; r <= PR_WEB_EXPIRED; r++)
+        fprintf(f, "shoal_peer_retired_versions_total{reason=\"%s\"} %llu\n",
+                pr_web_fate_name((enum pr_web_fate)r),
+                atomic_load(&srv->retired[r]));
     if (fclose(f) != 0 || !buf) {
         free(buf);
         return shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");

@@ -66,6 +66,11 @@ struct pr_version {
     int64_t expires;                               /* of the signature */
     int kept;        /* the record was written by 'shoal get' (PR_RECORD_KEPT):
                       * a cache, evictable (evict.c); 0: owned (seeded) */
+    /* A web object kept by 'shoal fetch' (PR_RECORD_FETCH), seeded under
+     * the dCDN policy (webseed.h); url NULL for any other version. */
+    char *url;                                     /* owned */
+    int64_t injected_at;                           /* unix seconds */
+    int64_t inj_expires;   /* of the injector's signature; 0: unknown */
 };
 
 void pr_version_free(struct pr_version *v);
@@ -121,9 +126,20 @@ int pr_held_record(struct pr_held *h, const struct pr_version *v,
  * pr_manifest_verify ignores the field. */
 #define PR_RECORD_KEPT "kept_by"
 
+/* A record written by 'shoal fetch' is a cache too ("kept_by": "fetch")
+ * and says which web object it holds: its URL, when it was injected (RFC
+ * 3339; when it was kept if the peer did not learn it), and the
+ * injector's X-Sign (its expiry).  The checks ignore these fields;
+ * pr_held_record_kept keeps them. */
+#define PR_RECORD_FETCH "fetch"
+#define PR_RECORD_URL "url"
+#define PR_RECORD_INJECTED_AT "injected_at"
+#define PR_RECORD_INJECT_XSIGN "inject_x_sign"
+
 /* pr_held_record for a version kept by 'shoal get': ans is written with
  * PR_RECORD_KEPT, unless the record on disk is owned already, which then
- * stays owned (ans is written without it).  ans is not changed. */
+ * stays owned (ans is written without it).  A record on disk kept by
+ * 'shoal fetch' stays so, with its URL fields.  ans is not changed. */
 int pr_held_record_kept(struct pr_held *h, const struct pr_version *v,
                         const json_t *ans, struct shoal_err *err);
 /* The record of (file_id, version) on disk: 1 when kept by 'shoal get',
@@ -259,6 +275,8 @@ struct pr_srv {
     struct pr_rate *rate;            /* --max-upload-rate, or NULL */
     struct pr_proxy *proxy;          /* --act-as-proxy (proxy.h), or NULL */
     _Atomic unsigned long long evicted, evicted_bytes;  /* evict.c */
+    int64_t web_age;                 /* --max-web-age, seconds; 0: none */
+    _Atomic unsigned long long retired[4];  /* by enum pr_web_fate */
 };
 
 extern const struct shoal_route pr_serve_routes[];
@@ -304,6 +322,21 @@ size_t pr_serve_evict(struct pr_srv *srv,
                       void (*evicted)(void *arg, const struct pr_version *v,
                                       int announced),
                       void *arg);
+
+/*
+ * End the seeding of the web objects whose time is over (webseed.h):
+ * superseded by a newer injection of the URL held here, older than
+ * srv->web_age since their injection, or past the injector's signature.
+ * Each leaves the table, its record is removed, and so are its pieces
+ * that no other version in the table uses; retired(arg, v, announced) is
+ * called first (to withdraw its announcement).  A record that 'shoal
+ * seed' has made owned meanwhile stays.  Returns the number retired.
+ * From one thread at a time (the announce loop).
+ */
+size_t pr_serve_retire(struct pr_srv *srv,
+                       void (*retired)(void *arg, const struct pr_version *v,
+                                       int announced),
+                       void *arg);
 
 /* --- the upload limit (rate.c) --- */
 

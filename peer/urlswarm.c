@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,20 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "fetch.h"
+#include "injlist.h"
+#include "log.h"
+#include "progress.h"
+#include "proxy.h"
 #include "serve.h"
+#include "store.h"
+#include "transfer.h"
 #include "urlfetch.h"
 #include "util.h"
 
 #define INJ_PIECE SHOAL_PIECE_DEFAULT   /* the injector's piece size */
 #define ERRBODY_MAX 65536
+#define INJ_KEYS_MAX 8                  /* keys pinned for one injector */
 
 void pr_swarm_of(const char *url, char out[65])
 {
@@ -48,8 +57,9 @@ int pr_inj_check(const struct pr_ctx *ctx, const char *url,
                  int64_t now, struct pr_inj *inj, struct shoal_err *err)
 {
     const struct pr_identity *id = ctx->id;
-    unsigned char pk[SHOAL_PK_BYTES];
+    unsigned char pk[INJ_KEYS_MAX][SHOAL_PK_BYTES];
     unsigned char md[SHOAL_HASH_BYTES];
+    size_t npk = 0;
     struct shoal_err e;
     char why[SHOAL_ERR_MSG_MAX];
     size_t ulen = strlen(url);
@@ -72,19 +82,33 @@ int pr_inj_check(const struct pr_ctx *ctx, const char *url,
         return shoal_err_set(err, SHOAL_EIO, "identity has no pinned "
                              "injector key: cannot check signatures "
                              "(register again)");
-    if (shoal_b64_decode_exact(id->broker_key, pk, sizeof(pk), "broker_key",
-                               NULL) < 0)
-        return shoal_err_set(err, SHOAL_EIO, "identity's broker_key is not "
-                             "a key: cannot check signatures");
-    if (strcasecmp(inj->x.key, id->broker_id) != 0) {
+    if (strcasecmp(inj->x.key, id->broker_id) == 0) {
+        /* the broker pinned at register: its key only */
+        if (shoal_b64_decode_exact(id->broker_key, pk[0], sizeof(pk[0]),
+                                   "broker_key", NULL) < 0)
+            return shoal_err_set(err, SHOAL_EIO, "identity's broker_key is "
+                                 "not a key: cannot check signatures");
+        npk = 1;
+    } else {
+        /* the extra injector keys of the configuration (injlist.h) */
+        json_t *cfg = pr_injconfig_load(ctx);
+        npk = pr_injkeys_config(cfg, inj->x.key, pk, INJ_KEYS_MAX);
+        json_decref(cfg);
+    }
+    if (npk == 0) {
         snprintf(why, sizeof(why), "not signed by a pinned injector "
                  "(by '%s')", inj->x.key);
         return refuse(err, url, why);
     }
-    if (shoal_xsign_verify(&inj->x, inj->file_id, pk, now, &e) < 0) {
-        snprintf(why, sizeof(why), "%.150s (pinned injector key)",
-                 e.msg[0] ? e.msg : "signature invalid");
-        return refuse(err, url, why);
+    for (size_t k = 0; k < npk; k++) {
+        shoal_err_clear(&e);
+        if (shoal_xsign_verify(&inj->x, inj->file_id, pk[k], now, &e) == 0)
+            break;
+        if (k + 1 == npk) {
+            snprintf(why, sizeof(why), "%.150s (pinned injector key)",
+                     e.msg[0] ? e.msg : "signature invalid");
+            return refuse(err, url, why);
+        }
     }
     if (!meta)
         return refuse(err, url, "it carries no metadata");
@@ -129,70 +153,19 @@ static int manifest_get(struct pr_ctx *ctx, const char *url,
 
 /* --- pieces from the swarm's holders ------------------------------------ */
 
-struct piecebuf {
-    unsigned char *buf;
-    size_t len, cap;
-    int over;
-};
-
-static size_t piece_write(char *p, size_t sz, size_t n, void *arg)
-{
-    struct piecebuf *b = arg;
-    size_t len = sz * n;
-
-    if (len > b->cap - b->len) {
-        b->over = 1;
-        return 0;
-    }
-    memcpy(b->buf + b->len, p, len);
-    b->len += len;
-    return len;
-}
-
-/* Holders of rec: peers first, then file brokers.  New array of borrowed
- * URL strings. */
-static const char **holders_of(const json_t *rec, size_t *n)
-{
-    const json_t *peers = json_object_get(rec, "peers");
-    size_t cnt = json_array_size(peers), k = 0;
-    const char **out = calloc(cnt + 1, sizeof(*out));
-
-    if (!out)
-        return NULL;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t i;
-        json_t *p;
-        json_array_foreach(peers, i, p) {
-            const char *kind = json_string_value(json_object_get(p, "kind"));
-            const char *u = json_string_value(json_object_get(p, "url"));
-            int broker = kind && strcmp(kind, "broker") == 0;
-            if (!u || broker != pass)
-                continue;
-            if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8))
-                continue;
-            out[k++] = u;
-        }
-    }
-    *n = k;
-    return out;
-}
-
 int pr_swarm_download(struct pr_ctx *ctx, const char *url, const json_t *rec,
-                      int fd, struct pr_inj *inj, json_t **ans,
-                      struct shoal_err *err)
+                      int fd, const char *keep_dir, struct pr_inj *inj,
+                      json_t **ans, struct shoal_err *err)
 {
+    struct pr_held *held = NULL;
     const char *fid = json_string_value(json_object_get(rec, "file_id"));
     const char *xs = json_string_value(json_object_get(rec, "x_sign"));
     const char *meta = json_string_value(json_object_get(rec, "meta"));
+    struct pr_fetch_report *report = NULL;
+    struct pr_progress *progress = NULL;
     struct pr_version *v = NULL;
-    struct piecebuf pb = { 0 };
-    struct curl_slist *hdr = NULL;
-    const char **holders = NULL;
-    char *bad = NULL;
-    size_t nh = 0;
-    CURL *c = NULL;
-    char auth[80];
-    char ebuf[CURL_ERROR_SIZE];
+    struct pr_fetch f;
+    uint64_t *todo = NULL;
     int rc = -1;
 
     *ans = NULL;
@@ -200,109 +173,63 @@ int pr_swarm_download(struct pr_ctx *ctx, const char *url, const json_t *rec,
                      err) < 0 ||
         manifest_get(ctx, url, inj, ans, &v, err) < 0)
         goto out;
-    if (!(holders = holders_of(rec, &nh)) || !(bad = calloc(nh + 1, 1)) ||
-        !(pb.buf = malloc(v->piece_size ? v->piece_size : 1)) ||
-        !(c = curl_easy_init())) {
+    /* when the injector made it (the record's word: the signature does
+     * not say), never later than now */
+    const char *at = json_string_value(json_object_get(rec, "injected_at"));
+    time_t t;
+    if (at && shoal_time_parse(at, &t, NULL) == 0 && t > 0)
+        inj->injected_at = (int64_t)t < (int64_t)time(NULL)
+                           ? (int64_t)t : (int64_t)time(NULL);
+    if (!(todo = calloc(v->npieces ? v->npieces : 1, sizeof(*todo)))) {
         shoal_err_set(err, SHOAL_EIO, "out of memory");
         goto out;
     }
-    if (nh == 0) {
-        shoal_err_set(err, SHOAL_ENOTFOUND, "the swarm of '%.100s' lists no "
-                      "holder", url);
-        goto out;
-    }
+    for (uint64_t i = 0; i < v->npieces; i++)
+        todo[i] = i;
     if (ftruncate(fd, (off_t)v->size) < 0) {
         shoal_err_set(err, SHOAL_EIO, "cannot size the output: %s",
                       strerror(errno));
         goto out;
     }
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-             ctx->session.session_id);
-    hdr = curl_slist_append(NULL, auth);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, piece_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &pb);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROXY, "");
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 15L);
-    for (uint64_t n = 0; n < v->npieces; n++) {
-        uint32_t want = shoal_piece_len(v->size, v->piece_size, n);
-        int got = 0;
-        for (size_t h = 0; h < nh && !got; h++) {
-            unsigned char md[SHOAL_HASH_BYTES];
-            char *u = NULL;
-            long status = 0;
-            CURLcode cc;
-            if (bad[h])
-                continue;
-            if (asprintf(&u, "%s/v1/files/%s/pieces/%" PRIu64 "?version=%"
-                         PRIu64, holders[h], inj->file_id, n, v->version) < 0) {
-                shoal_err_set(err, SHOAL_EIO, "out of memory");
-                goto out;
-            }
-            pb.len = 0;
-            pb.cap = want;
-            pb.over = 0;
-            ebuf[0] = '\0';
-            curl_easy_setopt(c, CURLOPT_URL, u);
-            cc = curl_easy_perform(c);
-            free(u);
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-            if (cc != CURLE_OK && !pb.over) {
-                pr_warn("holder '%s' cannot be reached: %s", holders[h],
-                        ebuf[0] ? ebuf : curl_easy_strerror(cc));
-                bad[h] = 1;
-                continue;
-            }
-            if (!pb.over && status != 200) {
-                pr_warn("holder '%s' answered %ld for piece %" PRIu64,
-                        holders[h], status, n);
-                bad[h] = 1;
-                continue;
-            }
-            shoal_sha256(pb.buf, pb.len, md);
-            if (pb.over || pb.len != want ||
-                memcmp(md, v->hashes[n], sizeof(md)) != 0) {
-                pr_warn("holder '%s' sent a piece %" PRIu64 " that does not "
-                        "match the signed manifest: dropped", holders[h], n);
-                bad[h] = 1;
-                continue;
-            }
-            for (size_t done = 0; done < pb.len;) {
-                ssize_t w = pwrite(fd, pb.buf + done, pb.len - done,
-                                   (off_t)(n * v->piece_size + done));
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0) {
-                    shoal_err_set(err, SHOAL_EIO, "cannot write the output: %s",
-                                  strerror(errno));
-                    goto out;
-                }
-                done += (size_t)w;
-            }
-            got = 1;
-        }
-        if (!got) {
-            shoal_err_set(err, SHOAL_EINCOMPLETE, "no holder in the swarm of "
-                          "'%.100s' sent a good piece %" PRIu64, url, n);
-            goto out;
-        }
+    /* Every holder the tracker lists for the signed version (the same as
+     * the swarm's), at once; each piece checked before it is written, and
+     * kept in keep_dir's store as it arrives (on the engine's extra
+     * keeping threads), so that pr_urlobj_keep finds them there.
+     * Zero-initialised: the fields not named here mean "off". */
+    if (keep_dir) {
+        struct shoal_err ke;
+        shoal_err_clear(&ke);
+        if (!(held = pr_held_open(keep_dir, &ke)))
+            shoal_log(SHOAL_LOG_DEBUG, NULL, "not keeping while fetching: %s",
+                      ke.msg);
     }
+    progress = pr_progress_new("downloading", v->size);
+    f = (struct pr_fetch){
+        .ctx = ctx,
+        .file_id = inj->file_id,
+        .version = v->version,
+        .size = v->size,
+        .piece_size = v->piece_size,
+        .hashes = (const unsigned char (*)[SHOAL_HASH_BYTES])v->hashes,
+        .fd = fd,
+        .local = "the output",
+        .jobs = PR_JOBS_DEFAULT,
+        .progress = progress,
+        .keep = held ? pr_held_store(held) : NULL,
+    };
+    if (pr_fetch_run(&f, todo, v->npieces, &report, err) < 0)
+        goto out;
+    pr_progress_end(progress);
     rc = 0;
 out:
     if (rc < 0) {
         json_decref(*ans);
         *ans = NULL;
     }
-    if (c)
-        curl_easy_cleanup(c);
-    curl_slist_free_all(hdr);
-    free(pb.buf);
-    free(bad);
-    free(holders);
+    pr_progress_free(progress);
+    pr_fetch_report_free(report);
+    pr_held_close(held);
+    free(todo);
     pr_version_free(v);
     return rc;
 }
@@ -587,6 +514,7 @@ int pr_inject_fetch(struct pr_ctx *ctx, const char *url, int fd,
         goto out;
     }
     *bytes = r.size;
+    inj->injected_at = (int64_t)time(NULL);    /* made just now */
     rc = 0;
 out:
     if (c)
@@ -606,11 +534,134 @@ out:
 
 /* --- keeping it --------------------------------------------------------- */
 
-int pr_urlobj_keep(struct pr_ctx *ctx, const char *dir,
+#define KEEP_THREADS 8          /* pieces stored at once (fsyncs overlap) */
+
+/* The pieces of v, read from fd, into store: shared by the threads. */
+struct keeper {
+    pthread_mutex_t lock;
+    const struct pr_version *v;
+    struct shoal_store *store;
+    int fd;
+    uint64_t next;              /* the next piece to take */
+    int failed;
+    struct shoal_err err;       /* the first failure */
+};
+
+/* Read piece i of k->v from k->fd into buf and store it: its bytes were
+ * checked against its hash as they arrived (fetch engine, injector
+ * stream), so the store does not hash them again. */
+static int keep_piece(struct keeper *k, uint64_t i, char *buf,
+                      struct shoal_err *err)
+{
+    uint32_t len = shoal_piece_len(k->v->size, k->v->piece_size, i);
+    uint64_t off = i * (uint64_t)k->v->piece_size;
+    size_t got = 0;
+
+    if (shoal_store_has(k->store, k->v->hashes[i]))
+        return 0;                       /* kept while it arrived */
+    while (got < len) {
+        ssize_t r = pread(k->fd, buf + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return shoal_err_set(err, SHOAL_EIO, "cannot read back the "
+                                 "output: %s", r < 0 ? strerror(errno) :
+                                 "it is shorter than the object");
+        got += (size_t)r;
+    }
+    if (shoal_store_put_checked(k->store, k->v->hashes[i], buf, len, err) < 0)
+        return -1;
+    return 0;
+}
+
+static void *keeper_main(void *arg)
+{
+    struct keeper *k = arg;
+    char *buf = malloc(k->v->piece_size ? k->v->piece_size : 1);
+    struct shoal_err e;
+
+    shoal_err_clear(&e);
+    for (;;) {
+        uint64_t i;
+        int rc;
+
+        pthread_mutex_lock(&k->lock);
+        if (!buf && !k->failed) {
+            k->failed = 1;
+            shoal_err_set(&k->err, SHOAL_EIO, "out of memory");
+        }
+        i = k->next++;
+        if (k->failed || i >= k->v->npieces) {
+            pthread_mutex_unlock(&k->lock);
+            break;
+        }
+        pthread_mutex_unlock(&k->lock);
+        rc = keep_piece(k, i, buf, &e);
+        if (rc < 0) {
+            pthread_mutex_lock(&k->lock);
+            if (!k->failed) {
+                k->failed = 1;
+                k->err = e;
+            }
+            pthread_mutex_unlock(&k->lock);
+            break;
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Every piece of v from fd into store, on up to KEEP_THREADS threads. */
+static int keep_pieces(struct shoal_store *store, const struct pr_version *v,
+                       int fd, struct shoal_err *err)
+{
+    struct keeper k = { .v = v, .store = store, .fd = fd };
+    pthread_t t[KEEP_THREADS];
+    int n = 0;
+
+    pthread_mutex_init(&k.lock, NULL);
+    while (n < KEEP_THREADS && (uint64_t)n < v->npieces &&
+           pthread_create(&t[n], NULL, keeper_main, &k) == 0)
+        n++;
+    if (n == 0 && v->npieces > 0)
+        keeper_main(&k);                /* no thread: this one does it all */
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    pthread_mutex_destroy(&k.lock);
+    if (k.failed) {
+        if (err)
+            *err = k.err;
+        return -1;
+    }
+    return 0;
+}
+
+json_t *pr_urlobj_record(const json_t *ans, const char *url,
+                         int64_t injected_at, const char *xsign)
+{
+    json_t *doc = json_deep_copy(ans);
+    char at[32];
+
+    shoal_time_format((time_t)injected_at, at);
+    if (!doc ||
+        json_object_set_new(doc, PR_RECORD_KEPT,
+                            json_string(PR_RECORD_FETCH)) < 0 ||
+        json_object_set_new(doc, PR_RECORD_URL, json_string(url)) < 0 ||
+        json_object_set_new(doc, PR_RECORD_INJECTED_AT, json_string(at)) < 0 ||
+        json_object_set_new(doc, PR_RECORD_INJECT_XSIGN,
+                            json_string(xsign)) < 0) {
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+int pr_urlobj_keep(struct pr_ctx *ctx, const char *dir, const char *url,
                    const struct pr_inj *inj, int fd, const json_t *ans,
                    struct shoal_err *err)
 {
     json_t *man = ans ? json_incref((json_t *)ans) : NULL;
+    json_t *doc = NULL;
     struct pr_version *v = NULL;
     struct pr_held *held = NULL;
     char *d = NULL;
@@ -618,14 +669,25 @@ int pr_urlobj_keep(struct pr_ctx *ctx, const char *dir,
 
     if (manifest_get(ctx, inj->file_id, inj, &man, &v, err) < 0 ||
         !(d = pr_data_dir(dir, err)) || !(held = pr_held_open(d, err)) ||
-        pr_held_import(held, v, fd, "the fetched object", NULL, NULL,
-                       err) < 0 ||
-        pr_held_record(held, v, man, err) < 0)
+        keep_pieces(pr_held_store(held), v, fd, err) < 0)
+        goto out;
+    if (pr_held_kept(held, v->file_id, v->version) == 0) {
+        rc = pr_held_record(held, v, man, err);     /* owned stays owned */
+        goto out;
+    }
+    if (!(doc = pr_urlobj_record(man, url, inj->injected_at
+                                 ? inj->injected_at : (int64_t)time(NULL),
+                                 inj->xsign))) {
+        shoal_err_set(err, SHOAL_EIO, "out of memory");
+        goto out;
+    }
+    if (pr_held_record(held, v, doc, err) < 0)
         goto out;
     rc = 0;
 out:
     pr_held_close(held);
     pr_version_free(v);
+    json_decref(doc);
     json_decref(man);
     free(d);
     return rc;

@@ -12,6 +12,7 @@ stopped by their PID.  Loopback only; every wait is bounded."""
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -210,10 +211,21 @@ def test_no_origin_never_touches_the_origin(cli, tmp_path, origin, broker):
     assert len(origin.hits()) == hits
 
 
-class FakeHolder:
-    """A holder that answers every piece with wrong bytes of the right length."""
+PIECE = 512 * KIB
 
-    def __init__(self, size):
+
+class FakeHolder:
+    """A holder that serves data (whole, a Range of it, or a piece) with
+    every byte of the pieces in bad flipped (all of them when bad is None):
+    right lengths, wrong bytes."""
+
+    def __init__(self, data, bad=None):
+        body = bytearray(data)
+        for i in range(len(body)):
+            if bad is None or i // PIECE in bad:
+                body[i] ^= 0xFF
+        body = bytes(body)
+
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -221,11 +233,22 @@ class FakeHolder:
                 pass
 
             def do_GET(self):
-                body = b"\xee" * size
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                path = self.path.split("?")[0]
+                rng = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+                piece = re.fullmatch(r"/v1/files/[^/]+/pieces/(\d+)", path)
+                status, part = 200, body
+                if piece:
+                    n = int(piece.group(1))
+                    part = body[n * PIECE:(n + 1) * PIECE]
+                elif rng:
+                    a, b = int(rng.group(1)), min(int(rng.group(2)), len(body) - 1)
+                    status, part = 206, body[a:b + 1]
+                self.send_response(status)
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {a}-{b}/{len(body)}")
+                self.send_header("Content-Length", str(len(part)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(part)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -238,23 +261,80 @@ class FakeHolder:
         self.thread.join(10)
 
 
+def announce(broker, first, url, have):
+    """Another user announces url as a holder of the pieces in bitfield have."""
+    mallory = make_user(broker)
+    expect(mallory.http.post(f"/v1/files/{first['file_id']}/peers",
+                             json={"url": url, "have": base64.b64encode(have).decode(),
+                                   "version": first["version"]}), 201)
+
+
 def test_tampered_holder_is_dropped(cli, tmp_path, origin, broker):
-    data = pattern(100 * KIB, seed=b"4")               # one piece
+    # 7 pieces: the broker's 4 request slots cannot take them all, so the
+    # holder is asked for some at once (not only in the endgame)
+    data = pattern(6 * PIECE + 100 * KIB, seed=b"4")
     url, first = inject_and_stop(cli, tmp_path, origin, "t.bin", data)
-    fake = FakeHolder(len(data))
+    fake = FakeHolder(data)
     try:
-        mallory = make_user(broker)
-        expect(mallory.http.post(f"/v1/files/{first['file_id']}/peers",
-                                 json={"url": fake.url, "have": base64.b64encode(b"\x80").decode(),
-                                       "version": first["version"]}), 201)
+        announce(broker, first, fake.url, b"\xfe")
         r = cli.run("--json", "fetch", url, "-o", tmp_path / "t2.bin",
                     "--data-dir", tmp_path / "data", rc=0)
         body = json.loads(r.stdout)
         assert body["source"] == "swarm"
         assert (tmp_path / "t2.bin").read_bytes() == data
-        assert fake.url in r.stderr and "does not match" in r.stderr, r.stderr
+        assert fake.url in r.stderr and "wrong hash" in r.stderr, r.stderr
     finally:
         fake.stop()
+
+
+def test_swarm_of_three_peers_one_tampered(cli, tmp_path, origin, broker):
+    """Origin stopped: the object comes from every holder at once, two
+    'shoal serve' peers and the injector's broker; a third peer serves
+    tampered pieces (right lengths, wrong bytes): the first it sends is
+    refused, the peer dropped, and its pieces fetched elsewhere.  20
+    pieces for 4 sources of 4 request slots: every source is asked at
+    once."""
+    from test_serve import Peer
+    from helpers import wait_until
+    data = pattern(19 * PIECE + 1000, seed=b"3p")           # 20 pieces
+    url, first = inject_and_stop(cli, tmp_path, origin, "p.bin", data)
+    peers = [Peer(cli, data_dir=tmp_path / "data").wait_ready()]
+    fake = None
+    try:
+        second = Cli(cli.bin, tmp_path / "cli2", broker)
+        second.register()
+        body, got = fetch(second, tmp_path, url, out="p2.bin")   # kept in cli2/data
+        assert body["source"] == "swarm" and got == data
+        peers.append(Peer(second, data_dir=second.root / "data").wait_ready())
+        fake = FakeHolder(data)
+        announce(broker, first, fake.url, b"\xff\xff\xf0")
+        swarm = __import__("hashlib").sha256(b"url:" + url.encode()).hexdigest()
+        u = make_user(broker)
+
+        def announced():
+            rec = u.http.get(f"/v1/swarms/{swarm}").json()
+            have = {p.get("url") for p in rec.get("peers", [])}
+            return all(p.url in have for p in peers) and fake.url in have
+        wait_until(announced, 15, what="the peers in the swarm")
+
+        third = Cli(cli.bin, tmp_path / "cli3", broker)
+        third.register()
+        out = tmp_path / "p3.bin"
+        r = third.run("--json", "fetch", url, "-o", out, "--data-dir", third.root / "data", rc=0)
+        body = json.loads(r.stdout)
+        assert body["source"] == "swarm" and body["bytes"] == len(data), body
+        assert out.read_bytes() == data
+        assert fake.url in r.stderr and "wrong hash" in r.stderr, r.stderr
+        served = [metric(p.metrics(), "shoal_peer_upload_bytes_total") for p in peers]
+        assert sum(served) > 0, served
+        # kept for 'shoal serve': the record and every piece
+        assert (third.root / "data" / "files" / first["file_id"] /
+                f"{first['version']}.json").exists()
+    finally:
+        if fake:
+            fake.stop()
+        for p in peers:
+            assert p.stop() == []
 
 
 def test_key_not_pinned_is_refused(cli, tmp_path, origin):

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import pytest
 
 from filekit import (KIB, MIB, ZERO_ROOT, assert_store_sound, merkle_root, pattern, sha,
-                     split, stored_pieces)
+                     split, store_dir, stored_pieces)
 from helpers import DEFAULT_TIMEOUT, expect, make_user, wait_until
 
 try:
@@ -637,6 +637,72 @@ def test_a_client_that_goes_away_stores_nothing(broker, user, origin):
     nothing_recorded(u, origin.url("/long"))
     assert sha(data[:PIECE]) not in stored_pieces(broker)
     assert_store_sound(broker)
+
+
+def test_the_event_loop_pool_injects(make_broker, origin):
+    """connection_threads off: the body is read on the event loop's thread
+    while other threads store the pieces; two injections at once on one
+    loop thread both end with a right X-Sign, and every piece is stored."""
+    b = make_broker(connection_threads="off", threads="1", inject_allow="127.0.0.0/8",
+                    inject_max_size="64MiB")
+    u = make_user(b)
+    datas = {f"/pool{i}": pattern(20 * PIECE + 77 * i, f"pool{i}".encode()) for i in range(2)}
+    for path, data in datas.items():
+        origin.routes[path] = {"body": data, "pause_every": (2 * PIECE, 0.1)}
+    results = {}
+
+    def run(path):
+        results[path] = inject_raw(b, u.session_id, origin.url(path))
+    threads = [threading.Thread(target=run, args=(p,)) for p in datas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEFAULT_TIMEOUT + 30)
+    stored = stored_pieces(b)
+    for path, data in datas.items():
+        r = results[path]
+        assert r.status == 200 and r.complete and r.body == data, (r.status, r.complete)
+        meta = base64.b64decode(r.headers["x-inject-meta"])
+        verify_injection(u, origin.url(path), r.trailers["x-sign"], r.trailers["x-inject-file"],
+                         data, meta)
+        assert all(sha(p) in stored for p in split(data, PIECE))
+    assert_store_sound(b)
+
+
+def test_a_piece_not_stored_gets_no_signature(make_broker, origin):
+    """Storing runs beside the body: when a piece cannot be stored (here
+    the store's temporary folder is taken away halfway), the body is cut
+    short of its last chunk, no X-Sign goes out and nothing is recorded;
+    the pieces stored before are released."""
+    b = make_broker(inject_allow="127.0.0.0/8", inject_max_size="64MiB")
+    u = make_user(b)
+    data = pattern(6 * PIECE + 5, b"nostore")
+    origin.routes["/nostore"] = {"body": data, "pause_every": (PIECE, 0.5)}
+    url = origin.url("/nostore")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=inject_raw(b, u.session_id, url)))
+    tmp = store_dir(b) / "tmp"
+    away = store_dir(b) / "tmp.away"
+    t.start()
+    try:
+        wait_until(lambda: origin.hits.get("/nostore"), 10, interval=0.02,
+                   what="the injector's request")
+        time.sleep(0.25)                     # the first piece is in
+        tmp.rename(away)
+        tmp.write_bytes(b"not a folder")
+        t.join(DEFAULT_TIMEOUT + 20)
+    finally:
+        t.join(DEFAULT_TIMEOUT + 20)
+        if away.exists():
+            tmp.unlink()
+            away.rename(tmp)
+    r = result["r"]
+    assert r.status == 200 and not r.complete, (r.status, r.complete)
+    assert "x-sign" not in r.trailers, r.trailers
+    assert len(r.body) < len(data)
+    nothing_recorded(u, url)
+    wait_until(lambda: "failed after" in b.log_text(), 10, what="the give-up")
+    assert sha(data[:PIECE]) not in stored_pieces(b)
 
 
 def test_origin_errors(broker, user, origin):

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "../../peer/evict.c"
+#include "../../peer/webseed.c"
 
 /* What pr_serve_evict needs of the rest of the peer; never called by the
  * choice tested here. */

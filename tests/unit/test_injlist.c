@@ -151,6 +151,44 @@ static void test_cache(void **state)
     json_decref(c);
 }
 
+static void test_injkeys_config(void **state)
+{
+    unsigned char pk[4][32];
+    unsigned char want[32];
+    (void)state;
+
+    for (int i = 0; i < 32; i++)
+        want[i] = (unsigned char)i;
+    /* standard padded base64 of bytes 0..31 */
+    const char *b64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    json_t *cfg = json_pack(
+        "{s:[{s:s, s:s}, {s:s, s:s}, {s:s}, {s:s, s:s}, {s:s, s:s}, s]}",
+        "injectors",
+        "broker_id", "E36CAD8F-9EBF-453D-911A-06E5889CEE10", "public_key", b64,
+        "broker_id", "e36cad8f-9ebf-453d-911a-06e5889cee10",
+        "public_key", "not a key",
+        "broker_id", "e36cad8f-9ebf-453d-911a-06e5889cee10",
+        "broker_id", "e36cad8f-9ebf-453d-911a-06e5889cee10",
+        "public_key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        "broker_id", "00000000-0000-4000-8000-000000000000", "public_key", b64,
+        "http://injector.example");
+    assert_non_null(cfg);
+    /* the two keys of that id (any case), not the bad one nor the other id */
+    assert_int_equal(pr_injkeys_config(cfg, "e36cad8f-9ebf-453d-911a-"
+                                       "06e5889cee10", pk, 4), 2);
+    assert_memory_equal(pk[0], want, 32);
+    assert_int_equal(pk[1][0], 0);
+    assert_int_equal(pr_injkeys_config(cfg, "e36cad8f-9ebf-453d-911a-"
+                                       "06e5889cee10", pk, 1), 1);
+    /* an id not pinned, no id, no configuration */
+    assert_int_equal(pr_injkeys_config(cfg, "11111111-1111-4111-8111-"
+                                       "111111111111", pk, 4), 0);
+    assert_int_equal(pr_injkeys_config(cfg, NULL, pk, 4), 0);
+    assert_int_equal(pr_injkeys_config(NULL, "e36cad8f-9ebf-453d-911a-"
+                                       "06e5889cee10", pk, 4), 0);
+    json_decref(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -159,6 +197,7 @@ int main(void)
         cmocka_unit_test(test_named_swarm),
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_injkeys_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
