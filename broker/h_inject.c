@@ -26,6 +26,7 @@
 #include "inject.h"
 #include "injmeta.h"
 #include "log.h"
+#include "urlcanon.h"
 
 #define NONCE_MIN 16                  /* bytes of a challenge nonce */
 #define NONCE_MAX 64
@@ -95,64 +96,17 @@ static int need_injector(const struct br_app *app, struct shoal_err *err)
 }
 
 /* url (len bytes as received) must be an absolute http or https URL of
- * RFC 3986 characters, with a host, without credentials or fragment. */
-static int inject_url(const char *url, size_t len, struct shoal_err *err)
+ * RFC 3986 characters, with a host, without credentials: 0 with its
+ * canonical form (urlcanon.h) in *canon, a new string the caller frees. */
+static int inject_url(const char *url, size_t len, char **canon,
+                      struct shoal_err *err)
 {
-    static const char scheme_chars[] = "abcdefghijklmnopqrstuvwxyz"
-                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.";
+    *canon = NULL;
     if (len == 0 || len > BR_INJECT_URL_MAX || strlen(url) != len)
         return shoal_err_set(err, SHOAL_EINVAL,
                              "'url' must be 1 to %d bytes without NUL",
                              BR_INJECT_URL_MAX);
-    size_t sl = strspn(url, scheme_chars);
-    if (sl > 0 && url[sl] == ':' && isalpha((unsigned char)url[0]) &&
-        !(sl == 4 && strncmp(url, "http", 4) == 0) &&
-        !(sl == 5 && strncmp(url, "https", 5) == 0))
-        return shoal_err_set(err, SHOAL_EINVAL,
-                             "scheme '%.*s' of 'url' is not http or https",
-                             (int)(sl > 32 ? 32 : sl), url);
-    if (!br_url_valid(url))
-        return shoal_err_set(err, SHOAL_EINVAL,
-                             "'url' must be an absolute http or https URL with"
-                             " a host, made of the characters RFC 3986 allows");
-    if (strchr(url, '#') != NULL)
-        return shoal_err_set(err, SHOAL_EINVAL, "'url' must not have a fragment");
-    const char *auth = strstr(url, "://") + 3;
-    size_t alen = strcspn(auth, "/?");
-    if (memchr(auth, '@', alen) != NULL)
-        return shoal_err_set(err, SHOAL_EINVAL, "'url' must not carry credentials");
-    CURLU *u = curl_url();
-    char *host = NULL;
-    int ok = u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-             curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-             host[0] != '\0';
-    curl_free(host);
-    curl_url_cleanup(u);
-    if (!ok)
-        return shoal_err_set(err, SHOAL_EINVAL, "'url' is not a valid URL");
-    return 0;
-}
-
-/* The swarm of a URL: sha256("url:" + url). */
-static void url_swarm(const char *url, unsigned char out[32])
-{
-    struct shoal_sha256_ctx *c = shoal_sha256_new();
-    if (c == NULL) {
-        size_t n = strlen(url);
-        char *t = malloc(n + 5);
-        if (t == NULL) {
-            memset(out, 0, 32);
-            return;
-        }
-        memcpy(t, "url:", 4);
-        memcpy(t + 4, url, n + 1);
-        shoal_sha256(t, n + 4, out);
-        free(t);
-        return;
-    }
-    shoal_sha256_update(c, "url:", 4);
-    shoal_sha256_update(c, url, strlen(url));
-    shoal_sha256_final(c, out);
+    return shoal_url_canon(url, canon, err);
 }
 
 /* --- POST /v1/inject ----------------------------------------------------- */
@@ -207,13 +161,14 @@ static void give_up(struct injection *in, const char *why)
     int pinned = br_inject_store_stop(in->st);   /* no pin taken after it */
 
     in->failed = 1;
-    shoal_log(SHOAL_LOG_WARN, in->req_id, "inject '%.200s' failed after %llu"
-              " bytes: %s", in->url, (unsigned long long)in->sent, why);
     br_inject_store_free(in->st);
     in->st = NULL;
     if (pinned)
         br_inject_unpin(in->app, in->id, 0);
     br_inject_failed(in->app, in->url, why);
+    /* last: once it is logged, nothing of the injection is left */
+    shoal_log(SHOAL_LOG_WARN, in->req_id, "inject '%.200s' failed after %llu"
+              " bytes: %s", in->url, (unsigned long long)in->sent, why);
 }
 
 static long inject_read(void *cls, char *buf, size_t max,
@@ -285,28 +240,31 @@ BR_HANDLER(h_inject)
     struct br_app *app = br_app_of(req);
     json_t *body = shoal_req_body(req);
     struct injection *in = NULL;
-    const char *url;
+    const char *given, *url;
+    char *canon = NULL;
     char *meta_b64 = NULL;
 
     (void)reply;
     if (need_injector(app, err) != 0 ||
         shoal_json_only(body, keys, err) != 0 ||
-        shoal_json_str(body, "url", &url, err) != 0 ||
-        inject_url(url, json_string_length(json_object_get(body, "url")), err) != 0)
+        shoal_json_str(body, "url", &given, err) != 0 ||
+        inject_url(given, json_string_length(json_object_get(body, "url")),
+                   &canon, err) != 0)
         return -1;
-    if ((in = calloc(1, sizeof *in)) == NULL)
+    if ((in = calloc(1, sizeof *in)) == NULL) {
+        free(canon);
         return shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
+    }
     in->app = app;
     snprintf(in->user_id, sizeof in->user_id, "%s", br_caller(req)->user_id);
     snprintf(in->req_id, sizeof in->req_id, "%s", shoal_req_id(req));
     shoal_uuid_v4(in->id);
-    if ((in->url = strdup(url)) == NULL) {
-        shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
-        goto fail;
-    }
+    /* From here on the URL is the canonical one: fetched, signed,
+     * recorded, and the swarm's name. */
+    url = in->url = canon;
     if ((in->st = br_inject_store_new(app, in->id, err)) == NULL)
         goto fail;
-    url_swarm(url, in->swarm);
+    shoal_url_swarm(url, in->swarm);
     if (br_inject_share(app, in->share_id, err) != 0)
         goto fail;
     if (br_origin_open(app->inject, url, &in->o, err) != 0) {
@@ -375,11 +333,14 @@ BR_HANDLER(h_inject_get)
 {
     struct br_app *app = br_app_of(req);
     const char *url = shoal_req_query(req, "url");
+    char *canon = NULL;
     if (url == NULL)
         return shoal_err_set(err, SHOAL_EINVAL, "missing query parameter 'url'");
-    if (inject_url(url, strlen(url), err) != 0)
+    if (inject_url(url, strlen(url), &canon, err) != 0)
         return -1;
-    return record_reply(req, br_inject_record(app, url, 0, err), reply, err);
+    int rc = record_reply(req, br_inject_record(app, canon, 0, err), reply, err);
+    free(canon);
+    return rc;
 }
 
 BR_HANDLER(h_swarm_get)

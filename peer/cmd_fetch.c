@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@
 #include "classify.h"
 #include "proxy.h"
 #include "serve.h"
+#include "urlcanon.h"
 #include "urlfetch.h"
 #include "util.h"
 
@@ -98,7 +100,7 @@ static int parse_args(int argc, char **argv, struct opts *o,
     }
     if (!o->url)
         return pr_usage_err(err, "'fetch' needs a URL");
-    if (strncmp(o->url, "http://", 7) && strncmp(o->url, "https://", 8))
+    if (strncasecmp(o->url, "http://", 7) && strncasecmp(o->url, "https://", 8))
         return pr_usage_err(err, "URL '%s' is not http:// or https://",
                             o->url);
     char dom[256];
@@ -690,6 +692,7 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
     const char *source = NULL;
     const char *remembered;
     char *dir = NULL, *tmp = NULL;
+    char *canon = NULL;                    /* o.url once canonical */
     char domain[256], swarm[65];
     char story[SHOAL_ERR_MSG_MAX] = "";
     uint64_t bytes = 0;
@@ -713,6 +716,19 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
                           "--no-origin and --no-proxy forbid both", o.url,
                           why);
         goto out;
+    }
+    /* A static request names a web object: from here on its URL is the
+     * canonical one (urlcanon.h), asked of the origin, the swarm and the
+     * injector, checked in the signature and kept in the record. */
+    if (r.is_static) {
+        shoal_err_clear(&e);
+        if (shoal_url_canon(o.url, &canon, &e) < 0) {
+            rc = pr_usage_err(err, "URL '%.100s' cannot name a web object: "
+                              "%s", o.url, e.msg);
+            goto out;
+        }
+        o.url = canon;
+        pr_url_domain(o.url, domain, sizeof(domain));
     }
     if (!(dir = pr_data_dir(o.data_dir, err)) ||
         (fd = out_open(o.output, dir, &tmp, err)) < 0)
@@ -927,6 +943,7 @@ out:
         free(tmp);
     }
     free(dir);
+    free(canon);
     curl_global_cleanup();
     return rc;
 }

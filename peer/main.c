@@ -70,7 +70,7 @@ static const struct cmd commands[] = {
       "upload a file (or a new version of it)", PR_RUN_IDENTITY },
     { "get", pr_cmd_get,
       "get ID [-o OUT] [--version N] [-j PER_SOURCE] [--sources]\n"
-      "       [--stall SECS] [--data-dir DIR]\n"
+      "       [--stall SECS] [--data-dir DIR] [--keep | --no-keep]\n"
       "\n"
       "  -o, --output OUT  where to write (default: the file's name, here)\n"
       "  --version N       a version other than the latest\n"
@@ -81,6 +81,10 @@ static const struct cmd commands[] = {
       "                    (default 5)\n"
       "  --data-dir DIR    the peer's data folder (as for seed): it keeps\n"
       "                    the manifest and who served it\n"
+      "  --keep            keep the pieces there too, for 'shoal serve'\n"
+      "                    (the default when a serve runs on the folder:\n"
+      "                    it shares them as they arrive)\n"
+      "  --no-keep         never keep the pieces\n"
       "\n"
       "Downloads from the broker and every peer the tracker lists, rarest\n"
       "piece first.  The manifest's signature is checked against the\n"

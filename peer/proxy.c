@@ -97,8 +97,6 @@ int pr_proxy_auth(struct shoal_req *req, const char *bearer,
 {
     struct pr_srv *srv = shoal_req_app(req);
     const struct shoal_route *rt = shoal_req_route(req);
-    char user[37];
-    int close = 0;
 
     if (rt->fn != pr_proxy_h_list && !srv->proxy)
         return shoal_err_set(err, SHOAL_EFORBIDDEN, "this peer is not an "
@@ -106,16 +104,7 @@ int pr_proxy_auth(struct shoal_req *req, const char *bearer,
     if (rt->fn == pr_proxy_h_connect && !srv->proxy->connect)
         return shoal_err_set(err, SHOAL_EFORBIDDEN, "this peer does not relay"
                              " CONNECT (shoal serve --proxy-connect)");
-    if (pr_gate_check(srv->gate, bearer, shoal_req_ip(req), NULL, user,
-                      &close, err) < 0) {
-        if (close)
-            shoal_req_close(req);
-        return -1;
-    }
-    char *who = strdup(user);
-    if (who)
-        shoal_req_set_user(req, who, free);
-    return 0;
+    return pr_serve_admit(req, bearer, NULL, err);
 }
 
 /* --- one call to the injector ------------------------------------------ */

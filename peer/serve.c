@@ -188,13 +188,30 @@ static int version_arg(const struct shoal_req *req, uint64_t *version,
     return 0;
 }
 
+int pr_serve_admit(struct shoal_req *req, const char *bearer,
+                   const char *file_id, struct shoal_err *err)
+{
+    struct pr_srv *srv = srv_of(req);
+    char user[37];
+    int close = 0;
+
+    if (pr_gate_check(srv->gate, bearer, shoal_req_ip(req), file_id, user,
+                      &close, err) < 0) {
+        if (close)
+            shoal_req_close(req);
+        return -1;
+    }
+    char *who = strdup(user);
+    if (who)
+        shoal_req_set_user(req, who, free);
+    return 0;
+}
+
 int pr_serve_auth(struct shoal_req *req, const char *bearer,
                   struct shoal_err *err)
 {
     struct pr_srv *srv = srv_of(req);
     char id[37];
-    char user[37];
-    int close = 0;
 
     if (pr_proxy_owns(req))                  /* injector proxy (proxy.c) */
         return pr_proxy_auth(req, bearer, err);
@@ -206,16 +223,7 @@ int pr_serve_auth(struct shoal_req *req, const char *bearer,
     /* /v1/peers (no {id}) tells about any file: always checked with it */
     int held = s != NULL || !shoal_req_param(req, "id");
     pr_serve_put(srv, s);
-    if (pr_gate_check(srv->gate, bearer, shoal_req_ip(req), held ? id : NULL,
-                      user, &close, err) < 0) {
-        if (close)
-            shoal_req_close(req);
-        return -1;
-    }
-    char *who = strdup(user);
-    if (who)
-        shoal_req_set_user(req, who, free);
-    return 0;
+    return pr_serve_admit(req, bearer, held ? id : NULL, err);
 }
 
 /* The version the request names, held until pr_serve_put, or NULL with

@@ -282,6 +282,12 @@ struct pr_srv {
 extern const struct shoal_route pr_serve_routes[];
 extern const size_t pr_serve_nroutes;
 
+/* Let req in when its session bearer, from its address, passes the gate
+ * (with file_id not NULL: may read that file), and name its user; else -1
+ * with err as the gate says (a 409 closes the connection). */
+int pr_serve_admit(struct shoal_req *req, const char *bearer,
+                   const char *file_id, struct shoal_err *err);
+
 /* shoal_auth_fn and shoal_observe_fn of the routes. */
 int pr_serve_auth(struct shoal_req *req, const char *bearer,
                   struct shoal_err *err);

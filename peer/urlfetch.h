@@ -26,7 +26,8 @@ struct pr_inj {
                             * injection the peer just received, does) */
 };
 
-/* The swarm of url: hex SHA-256 of "url:" + url, into out[65]. */
+/* The swarm of url: hex SHA-256 of "url:" + its canonical form
+ * (urlcanon.h; url as given when it has none), into out[65]. */
 void pr_swarm_of(const char *url, char out[65]);
 
 /*
@@ -35,7 +36,7 @@ void pr_swarm_of(const char *url, char out[65]);
  * its key only; another injector with a key that injectors.json next to
  * the identity pins for it: pr_injkeys_config, injlist.h), not
  * expired at now, and meta (the metadata text) hashing to its meta field
- * and starting with "url: <url>\n".  Fills inj.  -1 with SHOAL_EPROTO
+ * and starting with "url: <the canonical form of url>\n" (urlcanon.h).  Fills inj.  -1 with SHOAL_EPROTO
  * saying why it is refused (SHOAL_EIO without a pinned key).
  */
 int pr_inj_check(const struct pr_ctx *ctx, const char *url,

@@ -24,6 +24,7 @@
 #include "serve.h"
 #include "store.h"
 #include "transfer.h"
+#include "urlcanon.h"
 #include "urlfetch.h"
 #include "util.h"
 
@@ -33,17 +34,16 @@
 
 void pr_swarm_of(const char *url, char out[65])
 {
-    struct shoal_sha256_ctx *c = shoal_sha256_new();
     unsigned char md[SHOAL_HASH_BYTES];
+    char *canon = NULL;
 
-    if (!c) {
-        out[0] = '\0';
-        return;
-    }
-    shoal_sha256_update(c, "url:", 4);
-    shoal_sha256_update(c, url, strlen(url));
-    shoal_sha256_final(c, md);
+    /* the canonical URL's swarm; one that has none, as given (no
+     * injector takes it) */
+    if (shoal_url_canon(url, &canon, NULL) < 0)
+        canon = NULL;
+    shoal_url_swarm(canon ? canon : url, md);
     shoal_hex_encode(md, sizeof(md), out);
+    free(canon);
 }
 
 static int refuse(struct shoal_err *err, const char *url, const char *why)
@@ -62,7 +62,7 @@ int pr_inj_check(const struct pr_ctx *ctx, const char *url,
     size_t npk = 0;
     struct shoal_err e;
     char why[SHOAL_ERR_MSG_MAX];
-    size_t ulen = strlen(url);
+    size_t ulen;
 
     memset(inj, 0, sizeof(*inj));
     shoal_err_clear(&e);
@@ -115,8 +115,15 @@ int pr_inj_check(const struct pr_ctx *ctx, const char *url,
     shoal_sha256(meta, strlen(meta), md);
     if (memcmp(md, inj->x.meta, sizeof(md)) != 0)
         return refuse(err, url, "its metadata does not match the signature");
-    if (strncmp(meta, "url: ", 5) != 0 || strncmp(meta + 5, url, ulen) != 0 ||
-        meta[5 + ulen] != '\n')
+    /* signed for the canonical form of the URL asked for (urlcanon.h) */
+    char *canon = NULL;
+    if (shoal_url_canon(url, &canon, NULL) < 0)
+        return refuse(err, url, "the URL asked for cannot name a web object");
+    ulen = strlen(canon);
+    int other = strncmp(meta, "url: ", 5) != 0 ||
+                strncmp(meta + 5, canon, ulen) != 0 || meta[5 + ulen] != '\n';
+    free(canon);
+    if (other)
         return refuse(err, url, "it was signed for another URL");
     snprintf(inj->xsign, sizeof(inj->xsign), "%s", xsign);
     return 0;

@@ -35,8 +35,8 @@ import time
 import urllib.parse
 import urllib.request
 
-from benchlib import (BIN, RUNS, free_port, median, register, start_pg, stop,
-                      stop_pg, wait_http, wait_tcp)
+from benchlib import (BIN, RUNS, free_port, median, register,
+                      start_nginx_servers, start_pg, stop, stop_pg, wait_http)
 from bench_transfer import (RECENT, STARTED, Peer, cpu_times, loadavg, machine_note,
                             make_random, remove, run, same, settle, timeout_for, warm)
 
@@ -72,34 +72,9 @@ def broker_up(tmp, conninfo, name):
 def start_origin(tmp, www, port):
     """nginx (2 workers, sendfile, no access log) serving www on port.
     (proc, base URL)."""
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write("""
-worker_processes 2;
-pid %(tmp)s/nginx.pid;
-error_log %(tmp)s/nginx.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path %(tmp)s/body;
-  proxy_temp_path %(tmp)s/proxy;
-  fastcgi_temp_path %(tmp)s/fcgi;
-  uwsgi_temp_path %(tmp)s/uwsgi;
-  scgi_temp_path %(tmp)s/scgi;
-  default_type application/octet-stream;
-  server { listen 127.0.0.1:%(port)d; root %(www)s; }
-}
-""" % {"tmp": tmp, "port": port, "www": www})
-    proc = subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"])
-    base = "http://127.0.0.1:%d" % port
-    try:
-        wait_tcp(base)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, base
+    os.makedirs(tmp, exist_ok=True)
+    proc, bases = start_nginx_servers(tmp, www, ports=[port])
+    return proc, bases[0]
 
 
 def merkle_root(path):

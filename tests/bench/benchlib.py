@@ -126,11 +126,12 @@ def start_broker(tmp, conninfo, name="broker", *flags):
 
 
 def start_nginx_servers(tmp, www, nports=1, first_extra="",
-                        default_type="application/octet-stream"):
+                        default_type="application/octet-stream", ports=None):
     """One nginx (2 workers, sendfile, no access log) serving www on nports
-    loopback ports; first_extra goes into the first server block.  Waits
-    until every port answers.  (proc, [base URLs])."""
-    ports = [free_port() for _ in range(nports)]
+    loopback ports (those given in ports, else free ones); first_extra goes
+    into the first server block.  Waits until every port answers.  (proc,
+    [base URLs])."""
+    ports = list(ports) if ports else [free_port() for _ in range(nports)]
     servers = "".join("""
   server {
     listen 127.0.0.1:%d;

@@ -395,6 +395,38 @@ def test_dynamic_goes_to_the_origin_only(cli, tmp_path, origin, broker):
                     out="d3.bin")
 
 
+def test_equivalent_urls_share_one_swarm(cli, tmp_path, origin, broker):
+    """shoal fetch looks up, injects and checks the canonical URL
+    (docs/protocol.md section 14): an object injected under one spelling
+    is found in the swarm, signature checked, under the others."""
+    data = pattern(70 * KIB, seed=b"c")
+    base = origin.url("")
+    # injected under a spelling with a dot-segment and scheme case
+    origin.put("x", data)
+    body, got = fetch(cli, tmp_path, base.replace("http://", "HTTP://") + "/./x",
+                      "--no-origin")
+    assert body["source"] == "injector" and got == data, body
+    first = body
+    canon = base + "/x"
+    assert first["url"] == canon
+    rec = expect(make_user(broker).http.get("/v1/inject", params={"url": canon}), 200)
+    assert (rec["url"], rec["file_id"]) == (canon, first["file_id"])
+    origin.stop()
+    # the origin is down: only the swarm of the canonical URL can serve
+    for i, alias in enumerate((canon, base + "/%78", base + "/a/../x#frag",
+                               base.replace("127.0.0.1", "127.1") + "/x")):
+        body, got = fetch(cli, tmp_path, alias, "--no-origin", out=f"alias{i}.bin")
+        assert body["source"] == "swarm" and got == data, (alias, body)
+        assert (body["file_id"], body["version"]) == (first["file_id"], first["version"])
+        assert body["url"] == canon
+    # what cannot name a web object is a usage error
+    for bad, why in ((base + "/%zz", "made of the characters RFC 3986 allows"),
+                     ("http://127.0.0.1:0/x", "must not have port 0"),
+                     ("http://127.0.0.1%2e1/x", "must not percent-encode its host")):
+        r = cli.run("fetch", bad, "--no-origin", rc=2)
+        assert "cannot name a web object" in r.stderr and why in r.stderr, r.stderr
+
+
 def test_bad_input(cli, tmp_path):
     for args in (["ftp://x/y"], ["http://"], ["http://h/", "-H", "bad header"],
                  ["http://h/", "--bogus"], [], ["http://h/", "-o"]):
