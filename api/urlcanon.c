@@ -21,6 +21,7 @@
 
 #include "manifest.h"
 #include "urlcanon.h"
+#include "util.h"
 
 static int is_alpha(int c)
 {
@@ -30,17 +31,6 @@ static int is_alpha(int c)
 static int is_digit(int c)
 {
     return c >= '0' && c <= '9';
-}
-
-static int hex_val(int c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static int unreserved(int c)
@@ -78,8 +68,8 @@ static size_t pct_normalize(const char *p, size_t len, char *b)
             b[n++] = p[i];
             continue;
         }
-        int v = hex_val((unsigned char)p[i + 1]) * 16 +
-                hex_val((unsigned char)p[i + 2]);
+        int v = shoal_hexval(p[i + 1]) * 16 +
+                shoal_hexval(p[i + 2]);
         if (unreserved(v)) {
             b[n++] = (char)v;
         } else {
@@ -156,8 +146,8 @@ int shoal_url_canon(const char *url, char **out, struct shoal_err *err)
         return not_absolute(err);
     for (const char *p = url; *p; p++)
         if (strchr(url_chars, *p) == NULL ||
-            (*p == '%' && (hex_val((unsigned char)p[1]) < 0 ||
-                           hex_val((unsigned char)p[2]) < 0)))
+            (*p == '%' && (shoal_hexval(p[1]) < 0 ||
+                           shoal_hexval(p[2]) < 0)))
             return not_absolute(err);
 
     /* the authority: a host, no credentials, nothing percent-encoded */
