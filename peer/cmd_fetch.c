@@ -370,6 +370,24 @@ static void swarm_finish(struct race *r, CURLcode cc)
                     (int64_t)time(NULL), &inj, &r->swarm_err) == 0;
 }
 
+static int race_run(struct race *r, struct shoal_err *err);
+
+/* race_run, then what the origin did: 1 when it delivered the object,
+ * 0 when it did not (r->origin_err says why), -1 with err when the race
+ * failed or the output could not be written. */
+static int origin_race(struct race *r, struct shoal_err *err)
+{
+    if (race_run(r, err) < 0)
+        return -1;
+    if (r->ook)
+        return 1;
+    if (r->sink.werr) {
+        *err = r->origin_err;
+        return -1;
+    }
+    return 0;
+}
+
 /* Run the origin request and the swarm lookup (each when started) until
  * the origin answers well, or a valid swarm copy is preferred, or both
  * are done. */
@@ -767,16 +785,14 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
                 }
                 last = e;
             } else if (!o.no_origin) {
-                if (origin_again(&r, fd, err) < 0 || race_run(&r, err) < 0)
+                int got;
+                if (origin_again(&r, fd, err) < 0 ||
+                    (got = origin_race(&r, err)) < 0)
                     goto out;
-                if (r.ook) {
+                if (got) {
                     source = "origin";
                     bytes = r.sink.bytes;
                     goto done;
-                }
-                if (r.sink.werr) {
-                    *err = r.origin_err;
-                    goto out;
                 }
                 story_add(story, sizeof(story), "origin", &r.origin_err);
                 last = r.origin_err;
@@ -806,16 +822,13 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
         shoal_err_set(err, SHOAL_EIO, "out of memory");
         goto out;
     }
-    if (race_run(&r, err) < 0)
+    int got = origin_race(&r, err);
+    if (got < 0)
         goto out;
-    if (r.ook) {
+    if (got) {
         source = "origin";
         bytes = r.sink.bytes;
         goto done;
-    }
-    if (r.sink.werr) {
-        *err = r.origin_err;
-        goto out;
     }
     if (r.oc && r.ostarted)
         story_add(story, sizeof(story), "origin", &r.origin_err);
@@ -841,16 +854,12 @@ int pr_cmd_fetch(struct pr_ctx *ctx, int argc, char **argv,
             goto out;
         if (r.oc && !r.ostarted) {       /* asked the swarm first: now it */
             r.prefer_swarm = 0;
-            if (race_run(&r, err) < 0)
+            if ((got = origin_race(&r, err)) < 0)
                 goto out;
-            if (r.ook) {
+            if (got) {
                 source = "origin";
                 bytes = r.sink.bytes;
                 goto done;
-            }
-            if (r.sink.werr) {
-                *err = r.origin_err;
-                goto out;
             }
             story_add(story, sizeof(story), "origin", &r.origin_err);
             if (out_reset(fd, err) < 0)

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import BIN, free_port, start_pg, stop, stop_pg, wait_http
+from benchlib import BIN, free_port, start_pg, start_serve, stop, stop_pg
 from bench_transfer import Peer, broker_up, make_random, remove, run, same, settle
 from swarm_bt import bt_swarm
 
@@ -49,19 +49,7 @@ def fail(msg):
 
 def serve(peer, host, data, *args):
     """A ready shoal serve of peer on host with data folder data."""
-    port = free_port()
-    base = "http://%s:%d" % (host, port)
-    proc = subprocess.Popen(
-        [SHOAL, "serve", "--listen", "%s:%d" % (host, port), "--data-dir", data,
-         "--max-seed-ratio", "0"] + list(args),
-        env=peer.env, stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(data + ".log"), "w"))
-    try:
-        wait_http(base + "/healthz")
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
+    return start_serve(peer.env, data, data + ".log", host, args)[0]
 
 
 def user_id(peer):

@@ -36,7 +36,8 @@ import urllib.parse
 import urllib.request
 
 from benchlib import (BIN, RUNS, free_port, median, register,
-                      start_nginx_servers, start_pg, stop, stop_pg, wait_http)
+                      start_nginx_servers, start_pg, start_serve, stop, stop_pg,
+                      wait_http)
 from bench_transfer import (RECENT, STARTED, Peer, cpu_times, loadavg, machine_note,
                             make_random, remove, run, same, settle, timeout_for, warm)
 
@@ -180,19 +181,7 @@ def start_peer(peer, folder, url):
     if json.loads(ans.strip().splitlines()[-1]).get("source") not in ("swarm", "injector"):
         fail("the seeding fetch did not keep the object: " + ans)
     remove(out)
-    port = free_port()
-    base = "http://127.0.0.1:%d" % port
-    proc = subprocess.Popen(
-        [SHOAL, "serve", "--listen", "127.0.0.1:%d" % port, "--data-dir", data,
-         "--max-seed-ratio", "0"],
-        env=peer.env, stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(folder, "serve.log"), "w"))
-    try:
-        wait_http(base + "/healthz")
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, base
+    return start_serve(peer.env, data, os.path.join(folder, "serve.log"))
 
 
 def wait_swarm(base, sid, url, peer_urls, limit=30.0):

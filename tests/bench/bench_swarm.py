@@ -21,12 +21,11 @@ Environment: BENCH_RUNS (3), BENCH_FILE_MB (1024), SHOAL_BIN.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
-from benchlib import (BIN, RUNS, free_port, median, start_nginx_servers,
-                      start_pg, stop, stop_pg, wait_http, wrk)
+from benchlib import (BIN, RUNS, median, start_nginx_servers, start_pg,
+                      start_serve, stop, stop_pg, wrk)
 from bench_transfer import (Peer, aria2c, broker_up, make_random, metalink,
                             piece_hashes, remove, run, same, settle,
                             timeout_for, warm)
@@ -65,19 +64,7 @@ def start_peer(owner, folder, fid, src):
     data = os.path.join(folder, "data")
     run(owner.cmd("seed", fid, src, "--data-dir", data), timeout_for(SIZE),
         "shoal seed", owner.env)
-    port = free_port()
-    base = "http://127.0.0.1:%d" % port
-    proc = subprocess.Popen(
-        [SHOAL, "serve", "--listen", "127.0.0.1:%d" % port, "--data-dir", data,
-         "--max-seed-ratio", "0"],
-        env=owner.env, stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(folder, "serve.log"), "w"))
-    try:
-        wait_http(base + "/healthz")
-    except BaseException:
-        stop(proc)
-        raise
-    return proc, base
+    return start_serve(owner.env, data, os.path.join(folder, "serve.log"))
 
 
 def shoal_get(peer, fid, out, sources):

@@ -199,3 +199,21 @@ def register(base):
     sess = json.loads(call("POST", base + "/v1/sessions",
                            {"user_id": user_id, "auth_id": reg["auth_id"]}))
     return user_id, sess["session_id"]
+
+
+def start_serve(env, data, log, host="127.0.0.1", args=()):
+    """A `shoal serve` with env (a user's environment) on a free port of
+    host, data folder data, seed ratio off, stderr into log; waits until
+    it answers.  (proc, base URL)."""
+    port = free_port()
+    base = "http://%s:%d" % (host, port)
+    proc = subprocess.Popen(
+        [os.path.join(BIN, "shoal"), "serve", "--listen", "%s:%d" % (host, port),
+         "--data-dir", data, "--max-seed-ratio", "0"] + list(args),
+        env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    try:
+        wait_http(base + "/healthz")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, base
