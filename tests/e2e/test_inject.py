@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -660,20 +661,41 @@ def test_stalled_origins(broker, user, origin):
     nothing_recorded(u, origin.url("/halfway"))
 
 
+def recv_some(s, n):
+    """At least n bytes from socket s (fewer only if it closes)."""
+    got = b""
+    for _ in range(n):                  # bounded: each recv gives >= 1 byte
+        if len(got) >= n:
+            break
+        more = s.recv(65536)
+        if not more:
+            break
+        got += more
+    return got
+
+
 def test_a_client_that_goes_away_stores_nothing(broker, user, origin):
     u = user()
     data = pattern(2 * PIECE + 10, b"gone")
-    origin.routes["/long"] = {"body": data, "stall_after": PIECE + 10, "stall": 1}
+    # pauses 1 s at each piece boundary, then goes on to the end
+    origin.routes["/long"] = {"body": data, "pause_every": (PIECE, 1)}
     payload = json.dumps({"url": origin.url("/long")}).encode()
     with socket.create_connection(("127.0.0.1", broker.port), timeout=DEFAULT_TIMEOUT) as s:
         s.sendall((f"POST /v1/inject HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                    f"{u.session_id}\r\nContent-Type: application/json\r\n"
                    f"Content-Length: {len(payload)}\r\n\r\n").encode() + payload)
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")
-    # The injector finds out when the origin sends again, and gives up
-    # (after its storing threads are done: an fsync on a busy disk may
-    # take seconds).
-    wait_until(lambda: "client went away" in broker.log_text(), 30, what="the give-up")
+        head = recv_some(s, PIECE // 2)
+        assert head.startswith(b"HTTP/1.1 200")
+        # Reset, not a FIN: the origin's first piece is on its way and the
+        # injector's next send must fail, however far it got.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # The injector finds out when the origin sends again (its first send
+    # after the pause fails), and gives up (after its storing threads are
+    # done: an fsync on a busy disk may take seconds).
+    try:
+        wait_until(lambda: "client went away" in broker.log_text(), 30, what="the give-up")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the broker's log ends:\n{broker.log_text()[-2000:]}")
     nothing_recorded(u, origin.url("/long"))
     assert sha(data[:PIECE]) not in stored_pieces(broker)
     assert_store_sound(broker)
