@@ -1194,6 +1194,29 @@ int shoal_req_set_fd(struct shoal_req *req, int status,
     return 0;
 }
 
+int shoal_req_set_iov(struct shoal_req *req, int status,
+                      const char *content_type, const struct iovec *iov,
+                      int n, void (*free_cls)(void *), void *cls)
+{
+    struct MHD_IoVec v[16];
+    struct MHD_Response *resp = NULL;
+
+    if (n >= 1 && n <= 16) {
+        for (int i = 0; i < n; i++) {
+            v[i].iov_base = iov[i].iov_base;
+            v[i].iov_len = iov[i].iov_len;
+        }
+        resp = MHD_create_response_from_iovec(v, (unsigned)n, free_cls, cls);
+    }
+    if (resp == NULL) {
+        if (free_cls)
+            free_cls(cls);
+        return -1;
+    }
+    set_resp(req, status, resp, content_type);
+    return 0;
+}
+
 struct reader {
     shoal_read_fn read;
     void *cls;

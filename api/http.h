@@ -180,6 +180,14 @@ int shoal_req_set_fd(struct shoal_req *req, int status,
                      const char *content_type, int fd, uint64_t offset,
                      uint64_t len);
 
+/* Reply with the n memory blocks iov (at most 16), sent with sendmsg as
+ * they are: they must stay valid until free_cls(cls) (called when the
+ * response is done, or now on failure).  -1 on ENOMEM. */
+struct iovec;
+int shoal_req_set_iov(struct shoal_req *req, int status,
+                      const char *content_type, const struct iovec *iov,
+                      int n, void (*free_cls)(void *), void *cls);
+
 /* Reply with len bytes produced by read(cls, pos, buf, max), which
  * returns the number of bytes written to buf (at most max, at least 1), or
  * -1 to abort the connection.  free_cls (may be NULL) releases cls when

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "pieceserve.h"
@@ -103,6 +104,59 @@ static long span_read(void *cls, uint64_t pos, char *buf, size_t max)
     return n > 0 ? (long)n : -1;
 }
 
+/* A range across a few pieces, sent from their maps; the response owns
+ * it, and through it the maps and the caller's hold. */
+struct mapped {
+    struct shoal_pieceserve src;
+    struct shoal_pmap *maps[SHOAL_PIECESERVE_MAPPED];
+    int n;
+};
+
+static void mapped_free(void *p)
+{
+    struct mapped *m = p;
+    for (int i = 0; i < m->n; i++)
+        shoal_piecemap_put(m->src.maps, m->maps[i]);
+    release(&m->src);
+    free(m);
+}
+
+/* Answer file bytes [a, b] (pieces pa to pb) from maps.  1 when set (the
+ * hold went to the response), 0 when the maps cannot do it (nothing
+ * changed: the caller reads the pieces instead), -1 on ENOMEM. */
+static int send_mapped(struct shoal_req *req, const struct shoal_pieceserve *v,
+                       int status, uint64_t a, uint64_t b)
+{
+    uint64_t pa = a / v->piece_size, pb = b / v->piece_size;
+    struct iovec iov[SHOAL_PIECESERVE_MAPPED];
+    struct mapped *m = calloc(1, sizeof *m);
+
+    if (m == NULL)
+        return 0;
+    m->src = *v;
+    for (uint64_t p = pa; p <= pb; p++) {
+        uint64_t base = p * v->piece_size;
+        uint64_t plen = shoal_piece_len(v->size, v->piece_size, p);
+        struct shoal_pmap *pm = shoal_piecemap_get(v->maps, v->hashes[p], plen,
+                                                   NULL);
+        if (pm == NULL) {
+            for (int i = 0; i < m->n; i++)
+                shoal_piecemap_put(v->maps, m->maps[i]);
+            free(m);
+            return 0;
+        }
+        uint64_t from = p == pa ? a - base : 0;
+        uint64_t to = p == pb ? b - base + 1 : plen;
+        iov[m->n].iov_base = (void *)(shoal_pmap_bytes(pm) + from);
+        iov[m->n].iov_len = (size_t)(to - from);
+        m->maps[m->n++] = pm;
+    }
+    if (shoal_req_set_iov(req, status, "application/octet-stream", iov, m->n,
+                          mapped_free, m) != 0)
+        return -1;                     /* mapped_free released the hold */
+    return 1;
+}
+
 static int not_here(const struct shoal_pieceserve *v, uint64_t piece,
                     struct shoal_err *err)
 {
@@ -171,6 +225,21 @@ static int send_bytes(struct shoal_req *req, const struct shoal_pieceserve *v,
         *egress = out_bytes;
         rc = 0;
         goto out;
+    }
+    /* Across a few pieces, from their maps (a piece the store does not
+     * hold has none). */
+    if (v->maps != NULL && v->pace == NULL && pb - pa < SHOAL_PIECESERVE_MAPPED) {
+        int r = send_mapped(req, v, status, a, b);
+        if (r != 0) {
+            held = 0;                  /* the response (or its failure) released it */
+            if (r < 0)
+                shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
+            else {
+                *egress = out_bytes;
+                rc = 0;
+            }
+            goto out;
+        }
     }
     /* Across pieces, or paced: every one must be here before the headers
      * go. */

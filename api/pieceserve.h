@@ -21,6 +21,7 @@
 #include "err.h"
 #include "http.h"
 #include "manifest.h"
+#include "piecemap.h"
 #include "store.h"
 
 /* A version to serve.  file_id, root and xsign are borrowed for the call
@@ -46,7 +47,12 @@ struct shoal_pieceserve {
      * thread per connection.  pace_ctx lives as long as the server. */
     size_t (*pace)(void *pace_ctx, size_t want);
     void *pace_ctx;
+    /* Maps of the store's pieces, or NULL: a range across up to
+     * SHOAL_PIECESERVE_MAPPED pieces (not paced) goes out from them in
+     * one sendmsg instead of through a buffer. */
+    struct shoal_piecemap *maps;
 };
+#define SHOAL_PIECESERVE_MAPPED 4
 
 /*
  * Answer the content of the version (one_piece 0) or the piece named by

@@ -2,8 +2,9 @@
  * store.c - the content-addressed piece store: <dir>/pieces/ab/<hex>,
  * written through temporary files in <dir>/tmp.
  *
- * A store is immutable once opened, so any number of threads may use it at
- * once; the filesystem is the only shared state.  Two writers of the same
+ * A store is immutable once opened (but for its removal hook, set before
+ * any thread uses it), so any number of threads may use it at once; the
+ * filesystem is the only shared state.  Two writers of the same
  * piece each write their own temporary file and the first rename wins
  * (renameat2 RENAME_NOREPLACE): exactly one of them reports the piece as
  * new.  Each writer holds an flock on its temporary file, so that opening
@@ -31,6 +32,9 @@
 
 struct shoal_store {
     char *dir;                         /* without a trailing '/' */
+    /* told of every piece removed (see shoal_store_on_remove) */
+    void (*on_remove)(void *ctx, const unsigned char hash[SHOAL_HASH_BYTES]);
+    void *on_remove_ctx;
 };
 
 struct shoal_piece_writer {
@@ -471,7 +475,18 @@ int shoal_store_remove(struct shoal_store *s,
     if (unlink(path) != 0 && errno != ENOENT)
         return shoal_err_set(err, SHOAL_EIO, "cannot remove '%s': %s", path,
                              strerror_r(errno, buf, sizeof(buf)));
+    if (s->on_remove)
+        s->on_remove(s->on_remove_ctx, hash);
     return 0;
+}
+
+void shoal_store_on_remove(struct shoal_store *s,
+                           void (*fn)(void *ctx,
+                                      const unsigned char hash[SHOAL_HASH_BYTES]),
+                           void *ctx)
+{
+    s->on_remove = fn;
+    s->on_remove_ctx = ctx;
 }
 
 int shoal_store_each(const struct shoal_store *s,

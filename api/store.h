@@ -83,6 +83,14 @@ int shoal_store_remove(struct shoal_store *s,
                        const unsigned char hash[SHOAL_HASH_BYTES],
                        struct shoal_err *err);
 
+/* fn(ctx, hash) after each piece shoal_store_remove removes (a cache of
+ * the store's pieces forgets it); NULL for none.  Set it before threads
+ * use the store. */
+void shoal_store_on_remove(struct shoal_store *s,
+                           void (*fn)(void *ctx,
+                                      const unsigned char hash[SHOAL_HASH_BYTES]),
+                           void *ctx);
+
 /* Call fn for every stored piece, in no particular order, until it
  * returns non-zero (which is then returned).  -1 with SHOAL_EIO when the
  * store cannot be listed. */

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "keys.h"
 #include "manifest.h"
+#include "piecemap.h"
 #include "store.h"
 #include "util.h"
 
@@ -152,6 +153,7 @@ struct br_app {
     struct br_metrics *metrics;
     struct br_cache *cache;        /* NULL: every lookup asks the database */
     struct shoal_store *store;     /* the file role's pieces (NULL: role off) */
+    struct shoal_piecemap *maps;   /* maps of its pieces, or NULL (map_cache 0) */
     struct br_usage *usage;        /* metering (usage.c) */
     struct br_vcache *vcache;      /* versions in memory (vcache.c) */
     struct br_gc *gc;              /* freeing pieces (gc.c) */

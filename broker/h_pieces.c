@@ -184,6 +184,7 @@ static int serve(struct shoal_req *req, int one_piece, struct shoal_err *err)
         .release = vent_release,     /* e lives until the answer is sent */
         .release_ctx = app,
         .hold = e,
+        .maps = app->maps,
     };
     if (shoal_pieceserve_answer(req, &src, one_piece, &egress, err) != 0)
         return -1;

@@ -28,6 +28,7 @@ static const struct shoal_config_key config_keys[] = {
     { "session_purge_after", "1h", "how long an expired session is kept before it is deleted" },
     { "session_cache_ttl", "60s", "longest time a session is served from memory (0: no cache)" },
     { "version_cache", "64MiB", "memory for versions and their piece hashes" },
+    { "map_cache", "1GiB", "pieces kept memory-mapped for ranges across pieces (page cache, not memory of its own); 0: off" },
     { "sign_ttl", "7d", "how long a manifest signature (X-Sign) stays valid" },
     { "peer_ttl", "5m", "how long a tracker announcement lasts unless the peer refreshes it" },
     { "inject_allow", NULL, "CIDR blocks an injector may fetch from although they are loopback, private, link-local, multicast or reserved" },
@@ -284,6 +285,18 @@ int main(int argc, char **argv)
         if ((app.store = shoal_store_open(path, &err)) == NULL)
             goto fail;
     }
+    unsigned long long mbudget;
+    if (shoal_config_size(cfg, "map_cache", &mbudget, &err) != 0)
+        goto fail;
+    if (mbudget > (1ULL << 40)) {
+        shoal_err_set(&err, SHOAL_EINVAL, "map_cache must be at most 1TiB");
+        goto fail;
+    }
+    if (app.store != NULL && mbudget > 0 &&
+        (app.maps = shoal_piecemap_new(app.store, mbudget)) == NULL) {
+        shoal_err_set(&err, SHOAL_EINTERNAL, "out of memory");
+        goto fail;
+    }
     unsigned long long vbudget;
     if (shoal_config_size(cfg, "version_cache", &vbudget, &err) != 0)
         goto fail;
@@ -403,6 +416,7 @@ out:
     br_usage_stop(&app);
     br_vcache_free(app.vcache);
     br_inject_stop(&app);
+    shoal_piecemap_free(app.maps);
     shoal_store_close(app.store);
     br_cache_free(app.cache);
     br_db_close(app.db);

@@ -663,7 +663,8 @@ int pr_cmd_serve(struct pr_ctx *ctx, int argc, char **argv,
         !(srv.held = pr_held_open(dir, err)) ||
         !(srv.link = pr_link_new(ctx->id, ctx->session_path, err)))
         goto out;
-    if (!(srv.gate = pr_gate_new(srv.link, o.auth_ttl))) {
+    if (!(srv.gate = pr_gate_new(srv.link, o.auth_ttl)) ||
+        !(srv.maps = shoal_piecemap_new(pr_held_store(srv.held), PR_SERVE_MAPS))) {
         shoal_err_set(err, SHOAL_EIO, "out of memory");
         goto out;
     }
@@ -742,6 +743,7 @@ out:
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     pr_serve_clear(&srv);
     pr_gate_free(srv.gate);
+    shoal_piecemap_free(srv.maps);
     pr_proxy_free(srv.proxy);
     pr_link_free(srv.link);
     pr_held_close(srv.held);

@@ -311,6 +311,7 @@ static int answer(struct shoal_req *req, int one_piece, struct shoal_err *err)
         .hold = s,
         .pace = srv->rate ? pr_rate_take : NULL,     /* --max-upload-rate */
         .pace_ctx = srv->rate,
+        .maps = srv->maps,
     };
     /* s may be gone once the answer is set: count on it first. */
     pthread_mutex_lock(&srv->lock);

@@ -41,6 +41,7 @@
 #include "identity.h"
 #include "manifest.h"
 #include "peer.h"
+#include "piecemap.h"
 #include "progress.h"
 #include "store.h"
 
@@ -124,6 +125,10 @@ int pr_held_record(struct pr_held *h, const struct pr_version *v,
  * version is a cache that 'shoal serve --max-storage' may evict.  A
  * record without it (written by 'shoal seed') is owned: never evicted.
  * pr_manifest_verify ignores the field. */
+/* Bytes of pieces kept memory-mapped for ranges across pieces (address
+ * space over the page cache; see piecemap.h). */
+#define PR_SERVE_MAPS (1ULL << 30)
+
 #define PR_RECORD_KEPT "kept_by"
 
 /* A record written by 'shoal fetch' is a cache too ("kept_by": "fetch")
@@ -273,6 +278,7 @@ struct pr_srv {
     _Atomic unsigned long long uploaded, downloaded;
     _Atomic unsigned long long (*count)[600];   /* per route and status */
     struct pr_rate *rate;            /* --max-upload-rate, or NULL */
+    struct shoal_piecemap *maps;     /* ranges across pieces (piecemap.h) */
     struct pr_proxy *proxy;          /* --act-as-proxy (proxy.h), or NULL */
     _Atomic unsigned long long evicted, evicted_bytes;  /* evict.c */
     int64_t web_age;                 /* --max-web-age, seconds; 0: none */

@@ -152,6 +152,40 @@ def test_incomplete(broker, user):
     assert r.content == data
 
 
+@pytest.mark.parametrize("map_cache", ["0", "32KiB", "1GiB"])
+def test_ranges_across_pieces_with_and_without_maps(make_broker, map_cache):
+    """Ranges across up to 4 pieces go out from memory maps of the pieces
+    (map_cache), longer ones and every range with map_cache 0 are read
+    piece after piece: the bytes are the same, also when the maps cannot
+    all stay (32 KiB: two pieces) and after a version's pieces are
+    replaced."""
+    from helpers import make_user
+    import random
+    b = make_broker(map_cache=map_cache)
+    u = make_user(b)
+    share = make_share(u)
+    data = pattern(7 * PS + 321, os.urandom(16))
+    f = create_file(u, share, data, PS)
+    upload(u, f["file_id"], data, PS)
+    rnd = random.Random(map_cache)
+    for _ in range(40):
+        a = rnd.randrange(len(data))
+        last = min(len(data) - 1, a + rnd.randrange(1, 6 * PS))
+        r = get(u, f["file_id"], f"bytes={a}-{last}")
+        expect(r, 206)
+        assert r.content == data[a:last + 1], (a, last)
+    r = get(u, f["file_id"], f"bytes={PS - 1}-{2 * PS}", method="HEAD")
+    expect(r, 206)
+    assert r.content == b"" and int(r.headers["Content-Length"]) == PS + 2
+    # a second version with other bytes: its ranges show them
+    data2 = pattern(3 * PS + 5, os.urandom(16))
+    expect(u.http.put(f"/v1/files/{f['file_id']}", json=content_body(data2, PS)), 200)
+    upload(u, f["file_id"], data2, PS)
+    r = get(u, f["file_id"], f"bytes=10-{2 * PS + 10}")
+    expect(r, 206)
+    assert r.content == data2[10:2 * PS + 11]
+
+
 def test_empty_file(broker, user):
     u = user()
     f = create_file(u, make_share(u), b"", PS)
