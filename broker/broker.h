@@ -285,7 +285,11 @@ struct br_vent;
 /* br_file_open, then the version br_version_arg names held from the
  * version cache in *e (NULL on failure; release with br_vent_put), on a
  * connection borrowed for the call: its answers are theirs and
- * br_vent_get's (404 when there is no such version). */
+ * br_vent_get's (404 when there is no such version).  The file and the
+ * caller's access come from the caches, also for BR_ACCESS_WRITE (a
+ * piece upload: it changes no row, and fills an immutable version; the
+ * caches follow a revocation or a delete within the notification's
+ * delay). */
 int br_file_vent_get(const struct shoal_req *req, enum br_access want,
                      struct br_file *f, struct br_vent **e,
                      struct shoal_err *err);

@@ -11,8 +11,9 @@
 #include "log.h"
 #include "manifest.h"
 
-int br_file_open(PGconn *c, const struct shoal_req *req, enum br_access want,
-                 struct br_file *f, struct shoal_err *err)
+/* br_file_open, from the caches when cached is 1. */
+static int file_open(PGconn *c, const struct shoal_req *req, enum br_access want,
+                     int cached, struct br_file *f, struct shoal_err *err)
 {
     struct br_app *app = br_app_of(req);
     const struct br_session *me = br_caller(req);
@@ -23,8 +24,7 @@ int br_file_open(PGconn *c, const struct shoal_req *req, enum br_access want,
     memset(f, 0, sizeof *f);
     if (br_param_uuid(req, "id", id, err) != 0)
         return -1;
-    /* Reads may use the caches; writes see the database as it is now. */
-    struct br_cache *cache = want >= BR_ACCESS_WRITE ? NULL : app->cache;
+    struct br_cache *cache = cached ? app->cache : NULL;
     found = br_file_find(cache, c, id, &row, err);
     if (found == 1)
         access = br_access_find(cache, c, me->user_id, row.share_id, err);
@@ -48,6 +48,13 @@ int br_file_open(PGconn *c, const struct shoal_req *req, enum br_access want,
         return shoal_err_set(err, SHOAL_EFORBIDDEN,
                              "no write access to the share of file '%s'", id);
     return 0;
+}
+
+int br_file_open(PGconn *c, const struct shoal_req *req, enum br_access want,
+                 struct br_file *f, struct shoal_err *err)
+{
+    /* Reads may use the caches; writes see the database as it is now. */
+    return file_open(c, req, want, want < BR_ACCESS_WRITE, f, err);
 }
 
 int br_version_arg(const struct shoal_req *req, const struct br_file *f,
@@ -78,7 +85,7 @@ int br_file_vent_get(const struct shoal_req *req, enum br_access want,
     PGconn *c = br_db_get(app->db, err);
     if (c == NULL)
         return -1;
-    int rc = br_file_open(c, req, want, f, err) != 0 ||
+    int rc = file_open(c, req, want, 1, f, err) != 0 ||
              br_version_arg(req, f, &version, err) != 0 ||
              br_vent_get(app, c, f->file_id, version, e, err) != 0 ? -1 : 0;
     br_db_put(app->db, c);
