@@ -130,14 +130,15 @@ def remove(*paths):
 
 
 # ext4 without a journal (this machine's disk) skips the inodes freed in
-# the last minute (five while their inode table block is dirty) when it
-# allocates one, looking each up in the buffer cache: creating thousands of
-# files soon after deleting thousands costs it far more CPU (41% of a
-# broker's time went to open() in one profile).  So the put runs keep
-# every piece store they make until the last of them is done, and the
-# first waits this long after the start (an earlier benchmark may have
-# just deleted its own store).
-RECENT = 61.0
+# the last 5 seconds (5 minutes while their inode table block is dirty,
+# which the new files' own inodes make it) when it allocates one, looking
+# each up in the buffer cache: creating thousands of files soon after
+# deleting thousands costs it far more CPU (41% of a broker's time went to
+# open() in one profile; recently_deleted and the lookups 20% of a put's
+# samples in another).  So the put runs keep every piece store they make
+# until the last of them is done, and the first waits this long after the
+# start (an earlier benchmark may have just deleted its own store).
+RECENT = float(os.environ.get("BENCH_RECENT", "305"))
 STARTED = time.monotonic()
 
 
