@@ -8,9 +8,12 @@
  * is attempted; redirects are not followed by libcurl but one by one
  * here; proxies from the environment are ignored.
  *
- * Memory: the body passes through a buffer of PEND_CAP bytes.  When it is
- * full the transfer is paused (CURL_WRITEFUNC_PAUSE) until the reader has
- * taken some: a slow client slows the origin down instead of growing it.
+ * Memory: while the reader waits for body bytes, libcurl's write callback
+ * copies them straight into the reader's buffer; what does not fit, or
+ * comes while nobody waits, goes to a buffer of PEND_CAP bytes.  When it
+ * is full the transfer is paused (CURL_WRITEFUNC_PAUSE) until the reader
+ * has taken some: a slow client slows the origin down instead of growing
+ * it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +58,10 @@ struct br_origin {
     CURLcode result;
     char refused[64];                 /* first address refused, or "" */
     enum shoal_addr_class refused_class;
-    /* the body */
+    /* the body: straight into the reader's buffer while it waits (see
+     * br_origin_read), else into pend */
+    char *direct;
+    size_t direct_max, direct_len;
     char *pend;
     size_t off, len;
     int paused;
@@ -198,6 +204,19 @@ static size_t on_body(char *data, size_t size, size_t nitems, void *cls)
         o->why = STOP_TOO_BIG;
         return 0;
     }
+    size_t k = 0;
+    if (o->direct != NULL && o->len == 0) {   /* nothing older waits */
+        k = o->direct_max - o->direct_len < n ? o->direct_max - o->direct_len : n;
+        memcpy(o->direct + o->direct_len, data, k);
+        o->direct_len += k;
+        o->received += k;
+        o->last = shoal_mono();
+        data += k;
+        n -= k;
+        if (n == 0)
+            return k;
+        /* the rest (at most CURL_BUF) fits in the empty pend */
+    }
     if (n > PEND_CAP - o->len) {
         o->paused = 1;
         return CURL_WRITEFUNC_PAUSE;   /* libcurl hands it over again */
@@ -210,7 +229,7 @@ static size_t on_body(char *data, size_t size, size_t nitems, void *cls)
     o->len += n;
     o->received += n;
     o->last = shoal_mono();
-    return n;
+    return k + n;
 }
 
 /* --- driving ------------------------------------------------------------ */
@@ -266,7 +285,7 @@ static void drive(struct br_origin *o)
 {
     int running = 0, left;
     int was_body = o->body;
-    size_t before = o->len;
+    size_t before = o->len + o->direct_len;
     curl_multi_perform(o->multi, &running);
     CURLMsg *m;
     while ((m = curl_multi_info_read(o->multi, &left)) != NULL)
@@ -274,7 +293,8 @@ static void drive(struct br_origin *o)
             o->done = 1;
             o->result = m->data.result;
         }
-    if (!o->done && !o->paused && o->body == was_body && o->len == before)
+    if (!o->done && !o->paused && o->body == was_body &&
+        o->len + o->direct_len == before)
         curl_multi_poll(o->multi, NULL, 0, POLL_MS, NULL);
 }
 
@@ -493,7 +513,14 @@ long br_origin_read(struct br_origin *o, char *buf, size_t max,
                 transfer_error(o, &o->ferr);
             return read_fail(o, err);
         }
+        /* Let libcurl write straight into buf during this round. */
+        o->direct = buf;
+        o->direct_max = max;
+        o->direct_len = 0;
         drive(o);
+        o->direct = NULL;
+        if (o->direct_len > 0)
+            return (long)o->direct_len;
         if (!o->done && o->len == 0 && !o->paused &&
             shoal_mono() - o->last > (double)o->inj->timeout) {
             shoal_err_set(&o->ferr, SHOAL_EBADGATEWAY,

@@ -182,18 +182,33 @@ def _recv_exact(sock, buf, n):
     return data
 
 
-def inject_raw(broker, token, url, timeout=DEFAULT_TIMEOUT + 10):
+class SlowSocket:
+    """A socket whose recv takes at most 16 KiB and sleeps first."""
+
+    def __init__(self, sock, pause):
+        self.sock, self.pause = sock, pause
+
+    def recv(self, n):
+        time.sleep(self.pause)
+        return self.sock.recv(min(n, 16 * KIB))
+
+
+def inject_raw(broker, token, url, timeout=DEFAULT_TIMEOUT + 10, slow=0):
     """POST /v1/inject over a plain socket, reading a chunked answer with
-    its trailers.  complete is False when the connection ended before the
-    last chunk."""
+    its trailers (with slow, 16 KiB at a time after a pause of slow
+    seconds, from a small receive buffer).  complete is False when the
+    connection ended before the last chunk."""
     payload = json.dumps({"url": url}).encode()
     head = ["POST /v1/inject HTTP/1.1", f"Host: 127.0.0.1:{broker.port}",
             "Content-Type: application/json", f"Content-Length: {len(payload)}",
             "Connection: close"]
     if token:
         head.append(f"Authorization: Bearer {token}")
-    with socket.create_connection(("127.0.0.1", broker.port), timeout=timeout) as s:
-        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=timeout) as sock:
+        if slow:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * KIB)
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+        s = SlowSocket(sock, slow) if slow else sock
         buf = bytearray()
         status = int(_recv_line(s, buf).split()[1])
         headers = {}
@@ -338,6 +353,21 @@ def test_inject_streams_stores_and_signs(broker, user, origin):
     assert ("peer", me, broker.url, True) in kinds, kinds
     peers = expect(reader.http.get(f"/v1/files/{fid}/peers"), 200)["peers"]
     assert [p["kind"] for p in peers] == [p["kind"] for p in sw["peers"]]
+
+
+def test_a_slow_client_gets_every_byte(broker, user, origin):
+    """A client that reads slowly holds the origin back (the injector
+    keeps at most its buffers) and still gets every byte, in order, from
+    an origin that sends in odd chunks, and a valid signature."""
+    u = user()
+    data = pattern(3 * PIECE + 777, b"slow")
+    origin.routes["/slow"] = {"body": data, "chunked": True}
+    url = origin.url("/slow")
+    r = inject_raw(broker, u.session_id, url, slow=0.002)
+    assert r.status == 200 and r.complete
+    assert r.body == data
+    verify_injection(u, url, r.trailers["x-sign"], r.trailers["x-inject-file"], data,
+                     base64.b64decode(r.headers["x-inject-meta"]))
 
 
 def test_redirects_are_followed_and_empty_objects_signed(broker, user, origin):
