@@ -128,7 +128,9 @@ class PgCluster:
                 problems.append(f"pg.sh stop failed: {r.stderr}")
         except subprocess.TimeoutExpired:
             problems.append("pg.sh stop timed out")
-        if _pid_alive(self.pid):
+        # pg_ctl -w returns once the postmaster has removed its pid file,
+        # a moment before the process exits: give it that moment.
+        if _pid_alive(self.pid) and not _wait_pid_gone(self.pid, 10):
             # pg_ctl did not manage: stop the postmaster we started, by PID.
             _signal(self.pid, signal.SIGQUIT)
             if not _wait_pid_gone(self.pid, 10):
