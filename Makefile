@@ -99,7 +99,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS) -lcmocka
 
--include $(API_OBJ:.o=.d) $(BROKER_OBJ:.o=.d) $(PEER_OBJ:.o=.d)
+-include $(API_OBJ:.o=.d) $(BROKER_OBJ:.o=.d) $(PEER_OBJ:.o=.d) $(UNIT_BIN:=.d)
 
 deps:
 	@sh .ci/deps.sh build
