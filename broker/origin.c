@@ -205,8 +205,11 @@ static size_t on_body(char *data, size_t size, size_t nitems, void *cls)
         return 0;
     }
     size_t k = 0;
-    if (o->direct != NULL && o->len == 0) {   /* nothing older waits */
+    if (o->direct != NULL && o->len == 0)      /* nothing older waits */
         k = o->direct_max - o->direct_len < n ? o->direct_max - o->direct_len : n;
+    if (n - k > PEND_CAP)              /* the rest could not be kept: */
+        k = 0;                         /* take all or nothing (pause) */
+    if (k > 0) {
         memcpy(o->direct + o->direct_len, data, k);
         o->direct_len += k;
         o->received += k;
@@ -215,7 +218,7 @@ static size_t on_body(char *data, size_t size, size_t nitems, void *cls)
         n -= k;
         if (n == 0)
             return k;
-        /* the rest (at most CURL_BUF) fits in the empty pend */
+        /* the rest fits in pend, which is empty */
     }
     if (n > PEND_CAP - o->len) {
         o->paused = 1;
