@@ -65,6 +65,9 @@ int br_inject_start(struct br_app *app, struct shoal_err *err)
     inj->max_size = max_size;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return shoal_err_set(err, SHOAL_EINTERNAL, "cannot start libcurl");
+    inj->curl_started = 1;
+    if ((inj->pool = br_origin_pool_new()) == NULL)
+        return shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
     /* Injections cut short by a crash: their pieces are counted again
      * only by versions (the sweeper removes the others). */
     br_inject_unpin(app, app->broker_id, 1);
@@ -76,11 +79,14 @@ void br_inject_stop(struct br_app *app)
     struct br_inject *inj = app->inject;
     if (inj == NULL)
         return;
+    br_origin_pool_free(inj->pool);
     shoal_cidr_list_free(inj->allow);
     pthread_mutex_destroy(&inj->lock);
+    int started = inj->curl_started;
     free(inj);
     app->inject = NULL;
-    curl_global_cleanup();
+    if (started)
+        curl_global_cleanup();
 }
 
 /* 404 unless this broker injects (which needs a piece store too). */

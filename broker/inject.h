@@ -15,8 +15,12 @@
 #define BR_INJECT_REDIRECTS 5         /* redirects followed, one by one */
 #define BR_INJECT_OWNER_SHARE "injected"
 
+struct br_origin_pool;
+
 /* The injector role's settings and state (app->inject). */
 struct br_inject {
+    struct br_origin_pool *pool;      /* idle origin connections */
+    int curl_started;                 /* curl_global_init done */
     struct shoal_cidr_list *allow;    /* inject_allow */
     uint64_t max_size;                /* inject_max_size, bytes */
     long long timeout;                /* inject_timeout, seconds */
@@ -52,8 +56,14 @@ const char *br_origin_header(const struct br_origin *o, const char *name);
 long br_origin_read(struct br_origin *o, char *buf, size_t max,
                     struct shoal_err *err);
 
-/* Stop and free (accepts NULL). */
+/* Stop and free (accepts NULL).  When the body was read to its end, the
+ * connection stays open in inj->pool for the next fetch. */
 void br_origin_close(struct br_origin *o);
+
+/* The injector's idle origin connections (origin.c): NULL when out of
+ * memory; free closes them. */
+struct br_origin_pool *br_origin_pool_new(void);
+void br_origin_pool_free(struct br_origin_pool *p);
 
 /* --- storing an injection's pieces on other threads (inject_store.c) --- */
 

@@ -14,7 +14,18 @@
  * is full the transfer is paused (CURL_WRITEFUNC_PAUSE) until the reader
  * has taken some: a slow client slows the origin down instead of growing
  * it.
+ *
+ * Connections: an injection that read its answer to the end gives its
+ * multi handle (whose connection cache keeps the origin's connection
+ * alive) and its body buffer back to the injector's pool; the next
+ * injection takes the one that last spoke to the same origin, or the
+ * newest, and libcurl reuses the connection when host and port match.
+ * libcurl does not support sharing one connection cache between threads
+ * (CURL_LOCK_DATA_CONNECT), so each pooled handle is used by one thread
+ * at a time.  A reused connection was checked by open_sock when it was
+ * opened, to the same host and port.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +42,24 @@
 #define HEADERS_MAX 100               /* header fields kept of an answer */
 #define HEADER_BYTES_MAX (64u << 10)  /* bytes of header fields kept */
 #define POLL_MS 100
+#define POOL_MAX 8                    /* idle multi handles kept */
+#define POOL_IDLE_S 30.0              /* for at most this long */
+#define ORIGIN_KEY_MAX 300            /* scheme://host:port kept */
+
+/* An idle multi handle (with the connections in its cache) and the body
+ * buffer of an injection that ended well. */
+struct idle {
+    CURLM *multi;
+    char *pend;
+    char key[ORIGIN_KEY_MAX];         /* the origin it last spoke to */
+    double since;
+};
+
+struct br_origin_pool {
+    pthread_mutex_t lock;
+    struct idle items[POOL_MAX];      /* oldest first */
+    int n;
+};
 
 enum abort_why {
     KEEP_GOING = 0,
@@ -371,6 +400,110 @@ out:
     return rc;
 }
 
+/* --- the pool of idle handles ------------------------------------------ */
+
+/* "scheme://authority" of url into key (cut to its size). */
+static void origin_key(const char *url, char key[ORIGIN_KEY_MAX])
+{
+    const char *p = strstr(url, "://");
+    size_t n = p ? (size_t)(p + 3 - url) + strcspn(p + 3, "/?#") : strlen(url);
+    if (n >= ORIGIN_KEY_MAX)
+        n = ORIGIN_KEY_MAX - 1;
+    memcpy(key, url, n);
+    key[n] = '\0';
+}
+
+static void idle_free(struct idle *it)
+{
+    curl_multi_cleanup(it->multi);
+    free(it->pend);
+}
+
+/* Drop the entries idle for too long (lock held). */
+static void pool_expire(struct br_origin_pool *p, double now)
+{
+    int keep = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (now - p->items[i].since > POOL_IDLE_S)
+            idle_free(&p->items[i]);
+        else
+            p->items[keep++] = p->items[i];
+    }
+    p->n = keep;
+}
+
+struct br_origin_pool *br_origin_pool_new(void)
+{
+    struct br_origin_pool *p = calloc(1, sizeof *p);
+    if (p != NULL)
+        pthread_mutex_init(&p->lock, NULL);
+    return p;
+}
+
+void br_origin_pool_free(struct br_origin_pool *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; i < p->n; i++)
+        idle_free(&p->items[i]);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+/* An idle handle for url into o (the newest that spoke to its origin,
+ * else the newest), or nothing. */
+static void pool_take(struct br_origin_pool *p, const char *url,
+                      struct br_origin *o)
+{
+    char key[ORIGIN_KEY_MAX];
+    if (p == NULL)
+        return;
+    origin_key(url, key);
+    pthread_mutex_lock(&p->lock);
+    pool_expire(p, shoal_mono());
+    int at = p->n - 1;
+    for (int i = p->n - 1; i >= 0; i--)
+        if (strcmp(p->items[i].key, key) == 0) {
+            at = i;
+            break;
+        }
+    if (at >= 0) {
+        o->multi = p->items[at].multi;
+        o->pend = p->items[at].pend;
+        memmove(&p->items[at], &p->items[at + 1],
+                (size_t)(p->n - at - 1) * sizeof p->items[0]);
+        p->n--;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Give o's multi handle and buffer back when its transfer ended well
+ * (its connection may be reused); 0 when they were taken. */
+static int pool_give(struct br_origin_pool *p, struct br_origin *o)
+{
+    if (p == NULL || o->multi == NULL || o->pend == NULL || !o->done ||
+        o->result != CURLE_OK || o->why != KEEP_GOING || o->failed ||
+        o->paused || o->len > 0)
+        return -1;
+    double now = shoal_mono();
+    pthread_mutex_lock(&p->lock);
+    pool_expire(p, now);
+    if (p->n == POOL_MAX) {                          /* drop the oldest */
+        idle_free(&p->items[0]);
+        memmove(&p->items[0], &p->items[1], (size_t)(p->n - 1) * sizeof p->items[0]);
+        p->n--;
+    }
+    struct idle *it = &p->items[p->n++];
+    it->multi = o->multi;
+    it->pend = o->pend;
+    origin_key(o->url, it->key);
+    it->since = now;
+    pthread_mutex_unlock(&p->lock);
+    o->multi = NULL;
+    o->pend = NULL;
+    return 0;
+}
+
 int br_origin_open(const struct br_inject *inj, const char *url,
                    struct br_origin **out, struct shoal_err *err)
 {
@@ -379,8 +512,11 @@ int br_origin_open(const struct br_inject *inj, const char *url,
     if (o == NULL)
         return shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
     o->inj = inj;
-    o->pend = malloc(PEND_CAP);
-    o->multi = curl_multi_init();
+    pool_take(inj->pool, url, o);
+    if (o->pend == NULL)
+        o->pend = malloc(PEND_CAP);
+    if (o->multi == NULL && (o->multi = curl_multi_init()) != NULL)
+        curl_multi_setopt(o->multi, CURLMOPT_MAXCONNECTS, 2L);  /* kept */
     o->url = strdup(url);
     if (o->pend == NULL || o->multi == NULL || o->url == NULL) {
         shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
@@ -543,7 +679,7 @@ void br_origin_close(struct br_origin *o)
         curl_multi_remove_handle(o->multi, o->easy);
         curl_easy_cleanup(o->easy);
     }
-    if (o->multi)
+    if (pool_give(o->inj->pool, o) != 0 && o->multi)
         curl_multi_cleanup(o->multi);
     headers_clear(o);
     free(o->pend);

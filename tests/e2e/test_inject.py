@@ -56,11 +56,14 @@ class Origin:
     """An HTTP/1.1 server on host answering from self.routes:
     path -> dict(status=200, headers={}, body=b"", chunked=False,
     stall_before=0, stall_after=None (bytes sent before a stall), stall=0).
-    self.hits counts requests per path."""
+    self.hits counts requests per path; self.conns lists, per path, the
+    client port of the connection each request came on."""
 
     def __init__(self, host="127.0.0.1"):
         self.routes = {}
         self.hits = {}
+        self.conns = {}
+        self.sockets = []
         self.stop_event = threading.Event()
         origin = self
 
@@ -70,9 +73,14 @@ class Origin:
             def log_message(self, *args):
                 pass
 
+            def setup(self):
+                super().setup()
+                origin.sockets.append(self.connection)
+
             def do_GET(self):
                 path = self.path.split("?")[0]
                 origin.hits[path] = origin.hits.get(path, 0) + 1
+                origin.conns.setdefault(path, []).append(self.client_address[1])
                 spec = origin.routes.get(path)
                 if spec is None:
                     spec = {"status": 404, "body": b"no such thing\n"}
@@ -127,6 +135,14 @@ class Origin:
 
     def url(self, path):
         return f"http://{self.host}:{self.port}{path}"
+
+    def drop_connections(self):
+        """Close every connection from the server's side, idle or not."""
+        for c in self.sockets:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def stop(self):
         self.stop_event.set()
@@ -758,6 +774,48 @@ def test_the_event_loop_pool_injects(make_broker, origin):
         verify_injection(u, origin.url(path), r.trailers["x-sign"], r.trailers["x-inject-file"],
                          data, meta)
         assert all(sha(p) in stored for p in split(data, PIECE))
+    assert_store_sound(b)
+
+
+def test_origin_connections_are_reused(make_broker):
+    """An injection read to its end leaves its connection to the origin
+    open for the next one to the same origin (another origin in between
+    does not take it); one cut short or refused does not; a kept
+    connection the origin has closed meanwhile is not a failure."""
+    b = make_broker(inject_allow="127.0.0.0/8")
+    u = make_user(b)
+    one, two = Origin("127.0.0.1"), Origin("127.0.0.2")
+    try:
+        for o in (one, two):
+            for i in range(8):
+                o.routes[f"/r{i}"] = {"body": pattern(PIECE + 100 * i, b"reuse%d" % i)}
+            o.routes["/gone"] = {"status": 410, "body": b"gone\n"}
+
+        def ok(o, path):
+            r = inject_ok(b, u, o.url(path))
+            assert r.body == o.routes[path]["body"]
+            return o.conns[path][-1]
+        first = ok(one, "/r0")
+        assert ok(one, "/r1") == first
+        other = ok(two, "/r0")
+        assert ok(one, "/r2") == first            # the other origin's is another
+        assert ok(two, "/r1") == other
+        # an origin's error answer ends its request early: not kept
+        expect_gone = inject_raw(b, u.session_id, one.url("/gone"))
+        assert expect_gone.status == 502, expect_gone.status
+        assert one.conns["/gone"][-1] == first
+        fresh = ok(one, "/r3")
+        assert fresh != first
+        assert ok(one, "/r4") == fresh
+        # the origin closes its idle connections: the next one is new
+        one.drop_connections()
+        time.sleep(0.1)
+        again = ok(one, "/r5")
+        assert again != fresh
+        assert ok(one, "/r6") == again
+    finally:
+        one.stop()
+        two.stop()
     assert_store_sound(b)
 
 
