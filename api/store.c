@@ -26,6 +26,15 @@
 #include "store.h"
 #include "util.h"
 
+/* Pieces of at least DIRECT_MIN bytes are written with O_DIRECT where the
+ * filesystem allows it: the bytes go from an aligned buffer to the disk,
+ * without a copy into the page cache (which fsync would write out at once
+ * anyway).  The end of a piece that is not a whole block goes through the
+ * page cache. */
+#define DIRECT_MIN (64u << 10)
+#define DIRECT_ALIGN 4096u
+#define STAGE_BYTES (128u << 10)
+
 /* Room left in SHOAL_STORE_PATH_MAX after the folder for
  * "/pieces/ab/<64 hex>" or "/tmp/<64 hex>.XXXXXX". */
 #define PATH_TAIL 96
@@ -49,6 +58,9 @@ struct shoal_piece_writer {
     int stored;                        /* stored already: hash, write nothing */
     int checked;                       /* the caller has hashed the bytes */
     int fd;                            /* temporary file, or -1 */
+    int direct;                        /* fd has O_DIRECT */
+    unsigned char *stage;              /* aligned, STAGE_BYTES, when direct */
+    size_t staged;                     /* bytes in stage */
     char tmp[SHOAL_STORE_PATH_MAX];    /* its name, or "" */
 };
 
@@ -231,6 +243,109 @@ static int writer_fail(struct shoal_piece_writer *w, struct shoal_err *err,
     return failed_again(w, err);
 }
 
+/* O_DIRECT for w's file when the piece is large enough and the
+ * filesystem takes it (tmpfs does not): else w writes through the page
+ * cache. */
+static void direct_start(struct shoal_piece_writer *w)
+{
+    int fl;
+    void *stage;
+
+    if (w->len < DIRECT_MIN || (fl = fcntl(w->fd, F_GETFL)) < 0 ||
+        posix_memalign(&stage, DIRECT_ALIGN, STAGE_BYTES) != 0)
+        return;
+    if (fcntl(w->fd, F_SETFL, fl | O_DIRECT) != 0) {
+        free(stage);
+        return;
+    }
+    w->stage = stage;
+    w->direct = 1;
+}
+
+/* Back to the page cache (for the end of the piece, or when a direct
+ * write is refused).  0, or -1 with errno. */
+static int direct_stop(struct shoal_piece_writer *w)
+{
+    int fl = fcntl(w->fd, F_GETFL);
+    if (fl < 0 || fcntl(w->fd, F_SETFL, fl & ~O_DIRECT) != 0)
+        return -1;
+    w->direct = 0;
+    return 0;
+}
+
+/* Write n bytes of buf (aligned, a multiple of DIRECT_ALIGN while
+ * direct).  0, or -1 with errno. */
+static int raw_write(struct shoal_piece_writer *w, const void *buf, size_t n)
+{
+    if (w->direct) {
+        ssize_t k = write(w->fd, buf, n);
+        if (k == (ssize_t)n)
+            return 0;
+        if (k >= 0 || errno != EINVAL)            /* a short write: go on */
+            return k < 0 ? -1 : raw_write(w, (const char *)buf + k, n - (size_t)k);
+        if (direct_stop(w) != 0)                  /* refused after all */
+            return -1;
+    }
+    return shoal_write_all(w->fd, buf, n);
+}
+
+/* The bytes of a direct writer: whole stages go straight out, the rest
+ * waits in the stage.  0, or -1 with errno. */
+static int direct_write(struct shoal_piece_writer *w, const unsigned char *data,
+                        size_t len)
+{
+    while (len > 0) {
+        if (!w->direct) {                          /* given up on the way */
+            if (w->staged > 0) {
+                if (shoal_write_all(w->fd, w->stage, w->staged) != 0)
+                    return -1;
+                w->staged = 0;
+            }
+            return shoal_write_all(w->fd, data, len);
+        }
+        if (w->staged == 0 && len >= DIRECT_ALIGN &&
+            (uintptr_t)data % DIRECT_ALIGN == 0) {     /* no copy needed */
+            size_t whole = len & ~(size_t)(DIRECT_ALIGN - 1);
+            if (raw_write(w, data, whole) != 0)
+                return -1;
+            data += whole;
+            len -= whole;
+            continue;
+        }
+        size_t k = STAGE_BYTES - w->staged < len ? STAGE_BYTES - w->staged : len;
+        memcpy(w->stage + w->staged, data, k);
+        w->staged += k;
+        data += k;
+        len -= k;
+        if (w->staged == STAGE_BYTES) {
+            if (raw_write(w, w->stage, STAGE_BYTES) != 0)
+                return -1;
+            w->staged = 0;
+        }
+    }
+    return 0;
+}
+
+/* The end of a direct writer's bytes: whole blocks directly, the tail
+ * through the page cache.  0, or -1 with errno. */
+static int direct_finish(struct shoal_piece_writer *w)
+{
+    size_t whole = w->staged & ~(size_t)(DIRECT_ALIGN - 1);
+
+    if (!w->direct || w->staged == 0)
+        return 0;
+    if (whole > 0 && raw_write(w, w->stage, whole) != 0)
+        return -1;
+    if (whole < w->staged) {
+        if (w->direct && direct_stop(w) != 0)
+            return -1;
+        if (shoal_write_all(w->fd, w->stage + whole, w->staged - whole) != 0)
+            return -1;
+    }
+    w->staged = 0;
+    return 0;
+}
+
 /*
  * A piece that is stored already is only hashed (its writer keeps no
  * file), so that sending it again costs no disk writes and works on a full
@@ -280,6 +395,7 @@ struct shoal_piece_writer *shoal_store_begin(struct shoal_store *s,
         writer_fail(w, err, errno, "reserve room in");
         goto fail;
     }
+    direct_start(w);
     return w;
 fail:
     shoal_piece_abort(w);
@@ -303,7 +419,8 @@ int shoal_piece_write(struct shoal_piece_writer *w, const void *data,
         return 0;
     if (!w->checked)
         shoal_sha256_update(w->sha, data, len);
-    if (!w->stored && shoal_write_all(w->fd, data, len) != 0)
+    if (!w->stored && (w->stage ? direct_write(w, data, len)
+                                : shoal_write_all(w->fd, data, len)) != 0)
         return writer_fail(w, err, errno, "write");
     w->written += len;
     return 0;
@@ -407,6 +524,10 @@ int shoal_piece_commit(struct shoal_piece_writer *w, struct shoal_err *err)
         rc = 0;                        /* stored already: skip the fsync */
         goto out;
     }
+    if (w->stage && direct_finish(w) != 0) {
+        writer_fail(w, err, errno, "write");
+        goto out;
+    }
     if (fsync(w->fd) != 0) {
         writer_fail(w, err, errno, "sync");
         goto out;
@@ -429,6 +550,7 @@ void shoal_piece_abort(struct shoal_piece_writer *w)
         return;
     drop_tmp(w);
     shoal_sha256_free(w->sha);
+    free(w->stage);
     free(w);
 }
 

@@ -162,8 +162,10 @@ static int take_buffer(struct br_inject_store *s, struct shoal_err *err)
             return 0;
         }
         if (s->nbufs < BUFS) {
-            if ((s->cur = malloc(PIECE)) == NULL)
+            void *b;                      /* aligned: stored without a copy */
+            if (posix_memalign(&b, 4096, PIECE) != 0)
                 return shoal_err_set(err, SHOAL_EINTERNAL, "out of memory");
+            s->cur = b;
             s->bufs[s->nbufs++] = s->cur;
             return 0;
         }

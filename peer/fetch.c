@@ -59,13 +59,14 @@ void fx_fatal_set(struct engine *e, enum shoal_code code,
 /* A free buffer, or NULL (none left, or ENOMEM: then e->fatal). */
 unsigned char *fx_pool_get(struct engine *e)
 {
-    unsigned char *b;
+    void *b;
 
     if (e->npool > 0)
         return e->pool[--e->npool];
     if (e->nalloc >= e->cap)
         return NULL;
-    if (!(b = malloc(e->f->piece_size))) {
+    /* aligned, so that a kept piece goes to the store without a copy */
+    if (posix_memalign(&b, 4096, e->f->piece_size) != 0) {
         fx_fatal_set(e, SHOAL_EIO, "out of memory");
         return NULL;
     }

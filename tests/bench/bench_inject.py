@@ -227,7 +227,10 @@ def bench_fetch(tmp, base, sid, www, port, procs):
     s_runs, c_runs = [], []
     for i in range(RUNS):
         bdata = os.path.join(tmp, "b-data%d" % i)   # kept: see RECENT
-        warm(src)
+        # the sources' pieces (written past the page cache) from memory,
+        # as nginx's copy
+        warm(src, os.path.join(tmp, "injector", "pieces"),
+             *[os.path.join(tmp, "seed%d" % k) for k in range(PEERS)])
         origin, _ = start_origin(os.path.join(tmp, "nginx"), www, port)
         try:
             settle(out)

@@ -35,7 +35,7 @@ import threading
 import time
 
 from benchlib import (BIN, RUNS, back_memory, free_port, median,
-                      start_nginx_servers, start_pg, stop, stop_pg, wait_http)
+                      start_nginx_servers, start_pg, stop, stop_pg, wait_http, warm)
 
 MIB = 1024 * 1024
 SIZE = int(os.environ.get("BENCH_FILE_MB", "1024")) * MIB
@@ -107,18 +107,6 @@ def piece_hashes(path):
             if not block:
                 return out
             out.append(hashlib.sha256(block).hexdigest())
-
-
-def warm(*paths):
-    """Read files (or every file under folders) into the page cache."""
-    for p in paths:
-        files = [p]
-        if os.path.isdir(p):
-            files = [os.path.join(d, n) for d, _, ns in os.walk(p) for n in ns]
-        for name in files:
-            with open(name, "rb") as f:
-                while f.read(8 * MIB):
-                    pass
 
 
 def remove(*paths):

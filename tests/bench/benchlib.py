@@ -114,6 +114,18 @@ def stop_pg(pgdir):
     subprocess.run(["sh", os.path.join(ROOT, "schemas/pg.sh"), "stop", pgdir])
 
 
+def warm(*paths):
+    """Read files (or every file under folders) into the page cache."""
+    for p in paths:
+        files = [p]
+        if os.path.isdir(p):
+            files = [os.path.join(d, n) for d, _, ns in os.walk(p) for n in ns]
+        for name in files:
+            with open(name, "rb") as f:
+                while f.read(8 << 20):
+                    pass
+
+
 def start_broker(tmp, conninfo, name="broker", *flags):
     port = free_port()
     proc = subprocess.Popen(

@@ -226,6 +226,59 @@ static void test_parts_and_empty(void **state)
     free(data);
 }
 
+/* Pieces around the sizes where writing switches to O_DIRECT (64 KiB),
+ * fills its 128 KiB stage, or ends on a partial block, written in parts
+ * of many sizes and whole, from page-aligned memory (written without a
+ * copy) and from unaligned memory (copied to the stage): every byte
+ * lands. */
+static void test_direct_sizes(void **state)
+{
+    static const size_t sizes[] = {
+        64 * KiB - 1, 64 * KiB, 64 * KiB + 1, 128 * KiB, 128 * KiB + 4095,
+        128 * KiB + 4096, 256 * KiB - 1, 512 * KiB, 1024 * KiB + 5,
+    };
+    struct shoal_err err;
+    struct shoal_store *s = shoal_store_open(dir, &err);
+    unsigned i;
+
+    (void)state;
+    assert_non_null(s);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t len = sizes[i];
+        unsigned char *data = make_data(len + 1, 40 + i);
+        unsigned char hash[SHOAL_HASH_BYTES];
+        unsigned char *src = data + (i & 1);   /* unaligned every other */
+        void *aligned = NULL;
+        size_t off, step;
+
+        if (i % 2 == 0) {                      /* page-aligned the others */
+            assert_int_equal(posix_memalign(&aligned, 4096, len + 1), 0);
+            memcpy(aligned, data, len + 1);
+            src = aligned;
+        }
+
+        shoal_sha256(src, len, hash);
+        struct shoal_piece_writer *w = shoal_store_begin(s, hash, len, &err);
+        assert_non_null(w);
+        for (off = 0, step = 4093; off < len; off += step) {
+            step = (step * 3) % (200 * KiB) + 1;
+            if (step > len - off)
+                step = len - off;
+            assert_int_equal(shoal_piece_write(w, src + off, step, &err), 0);
+        }
+        assert_int_equal(shoal_piece_commit(w, &err), 1);
+        assert_piece(s, hash, src, len);
+        assert_int_equal(shoal_store_remove(s, hash, &err), 0);
+        /* whole, in one call */
+        assert_int_equal(shoal_store_put(s, hash, src, len, &err), 1);
+        assert_piece(s, hash, src, len);
+        free(aligned);
+        free(data);
+    }
+    assert_int_equal(count_in("tmp"), 0);
+    shoal_store_close(s);
+}
+
 static void test_already_stored(void **state)
 {
     struct shoal_err err;
@@ -704,6 +757,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_put_has_open),
         T(test_parts_and_empty),
+        T(test_direct_sizes),
         T(test_already_stored),
         T(test_wrong_hash),
         T(test_too_long),
